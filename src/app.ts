@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import type { IncomingMessage } from 'node:http'
+import type { DestinationStream } from 'pino'
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import autoload from '@fastify/autoload'
+import type { Config } from './config.js'
+import { LOG_REDACT_PATHS } from './redact.js'
+import providers from './plugins/providers.js'
+import database from './plugins/database.js'
+import ingest from './plugins/ingest.js'
+import verify from './plugins/verify.js'
+import errors from './plugins/errors.js'
+import deliveryLog from './plugins/delivery-log.js'
+import health from './plugins/health.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+/**
+ * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
+ * verify hook, error answers, the delivery log line, health), then every provider file found in
+ * src/providers/ and in PROVIDERS_DIR.
+ */
+const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify, { config }) {
+  fastify.decorate('config', config)
+  fastify.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+
+  await fastify.register(providers)
+  await fastify.register(database)
+  await fastify.register(ingest)
+  await fastify.register(verify)
+  await fastify.register(errors)
+  await fastify.register(deliveryLog)
+  await fastify.register(health)
+
+  await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
+  if (config.providersDir !== undefined) await fastify.register(autoload, { dir: config.providersDir })
+  fastify.providers.assertEnabled()
+}
+
+const hookgate = fp(app, { name: 'hookgate' })
+export default hookgate
+
+export interface BuildOptions {
+  /** Where log lines go (tests capture them); default stdout. */
+  logStream?: DestinationStream
+}
+
+/** A gateway instance built from a validated configuration. `server.ts` listens; tests inject. */
+export function buildApp (config: Config, options: BuildOptions = {}): FastifyInstance {
+  const fastify: FastifyInstance = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: { paths: LOG_REDACT_PATHS, censor: '[redacted]' },
+      ...(options.logStream === undefined ? {} : { stream: options.logStream })
+    },
+    // plugins/delivery-log.ts writes the one line per delivery; Fastify's own per-request lines are off.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    genReqId: requestId,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy
+  })
+  fastify.register(hookgate, { config })
+  return fastify
+}
+
+/** The balancer's X-Request-Id when it is a sane token, else a new one. */
+function requestId (request: IncomingMessage): string {
+  const incoming = request.headers['x-request-id']
+  return typeof incoming === 'string' && /^[\w.:-]{1,128}$/.test(incoming) ? incoming : randomUUID()
+}

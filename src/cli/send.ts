@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../config.js'
+import { readDevSecrets } from '../dev-secrets.js'
+import { parseSecrets } from '../plugins/providers.js'
+import type { ProviderPlugin } from '../provider.js'
+
+/**
+ * `npm run send -- <provider> [--url URL] [--file event.json]`: posts a correctly signed test event to
+ * a running gateway, signed with the configured secret or the development secret in DATA_DIR.
+ */
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { url: { type: 'string' }, file: { type: 'string' } }
+})
+const name = positionals[0]
+if (name === undefined || !/^[a-z0-9][a-z0-9_-]*$/.test(name)) {
+  console.error('usage: npm run send -- <provider> [--url http://127.0.0.1:3000] [--file event.json]')
+  process.exit(2)
+}
+
+const config = loadConfig()
+const { provider } = await loadProvider(name, config.providersDir)
+if (provider.sign === undefined) {
+  console.error(`provider ${name} cannot sign test events`)
+  process.exit(2)
+}
+const secret = parseSecrets(config.env[provider.secretEnv], provider.secretEnv)[0] ?? readDevSecrets(config.dataDir)[provider.secretEnv]
+if (secret === undefined) {
+  console.error(`no secret for ${name}: set ${provider.secretEnv}, or start the gateway once outside production to generate one`)
+  process.exit(2)
+}
+
+const raw = values.file !== undefined
+  ? await readFile(values.file)
+  : Buffer.from(JSON.stringify(provider.sampleEvent?.() ?? {}, null, 2))
+const base = values.url ?? `http://127.0.0.1:${config.port}`
+const response = await fetch(`${base}/webhooks/${name}`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json', ...provider.sign(raw, secret, Math.floor(Date.now() / 1000)) },
+  body: raw
+})
+console.log(`${response.status} ${await response.text()}`)
+process.exit(response.ok ? 0 : 1)
+
+async function loadProvider (providerName: string, extraDir: string | undefined): Promise<ProviderPlugin> {
+  const dirs = [join(import.meta.dirname, '..', 'providers'), ...(extraDir === undefined ? [] : [extraDir])]
+  for (const dir of dirs) {
+    for (const extension of ['.js', '.ts']) {
+      try {
+        const module = await import(pathToFileURL(join(dir, providerName + extension)).href) as { default: ProviderPlugin }
+        return module.default
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err
+      }
+    }
+  }
+  console.error(`unknown provider: ${providerName}`)
+  process.exit(2)
+}

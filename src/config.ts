@@ -1,0 +1,126 @@
+import { resolve } from 'node:path'
+import { envSchema } from 'env-schema'
+
+/**
+ * The gateway's configuration, read from the environment once at boot.
+ * Provider-specific variables (secrets, tolerances) are declared by each provider and validated
+ * when it registers (src/plugins/providers.ts), with the same validator and the same kind of message.
+ */
+export interface Config {
+  nodeEnv: string
+  production: boolean
+  port: number
+  host: string
+  /** Unset: an embedded PostgreSQL is started with its data under `dataDir`. */
+  databaseUrl: string | undefined
+  dataDir: string
+  logLevel: string
+  /** Unset: every provider that has a secret (or, outside production, every provider). */
+  webhookProviders: string[] | undefined
+  bodyLimitBytes: number
+  /** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
+  trustProxy: boolean | string[] | ((address: string, hop: number) => boolean)
+  dbPoolMax: number
+  dbConnectTimeoutMs: number
+  dbQueryTimeoutMs: number
+  shutdownTimeoutMs: number
+  /** Extra folder of drop-in provider files, loaded after the built-in ones. */
+  providersDir: string | undefined
+  /** The validated environment, for the providers' own variables. */
+  env: Readonly<Record<string, string | undefined>>
+}
+
+const schema = {
+  type: 'object',
+  properties: {
+    NODE_ENV: { type: 'string', default: 'development' },
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
+    HOST: { type: 'string', minLength: 1, default: '0.0.0.0' },
+    DATABASE_URL: { type: 'string', pattern: '^postgres(ql)?://' },
+    DATA_DIR: { type: 'string', minLength: 1, default: './.data' },
+    LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    WEBHOOK_PROVIDERS: { type: 'string', pattern: '^\\s*[a-z0-9][a-z0-9_-]*(\\s*,\\s*[a-z0-9][a-z0-9_-]*)*\\s*$' },
+    BODY_LIMIT_BYTES: { type: 'integer', minimum: 1, maximum: 104857600, default: 1048576 },
+    TRUST_PROXY: { type: 'string', pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false' },
+    DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
+    DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
+    DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
+    PROVIDERS_DIR: { type: 'string', minLength: 1 }
+  }
+} as const
+
+interface RawEnv {
+  NODE_ENV: string
+  PORT: number
+  HOST: string
+  DATABASE_URL?: string
+  DATA_DIR: string
+  LOG_LEVEL: string
+  WEBHOOK_PROVIDERS?: string
+  BODY_LIMIT_BYTES: number
+  TRUST_PROXY: string
+  DB_POOL_MAX: number
+  DB_CONNECT_TIMEOUT_MS: number
+  DB_QUERY_TIMEOUT_MS: number
+  SHUTDOWN_TIMEOUT_MS: number
+  PROVIDERS_DIR?: string
+}
+
+/** Validates `data` against a JSON schema of environment variables; the error names the variable. */
+export function validateEnv<T> (schema: object, data: Record<string, string | undefined>): T {
+  try {
+    return envSchema<T>({ schema, data: withoutEmpty(data), dotenv: false })
+  } catch (err) {
+    // Ajv says "env/PORT must be integer"; say it the way an operator reads it.
+    const message = (err as Error).message.replace(/env\/(\w+)/g, '$1')
+    throw new ConfigError(`invalid configuration: ${message}`)
+  }
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Reads and validates the configuration; throws a ConfigError that names the variable. */
+export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
+  const clean = withoutEmpty(env)
+  const raw = validateEnv<RawEnv>(schema, clean)
+  return {
+    nodeEnv: raw.NODE_ENV,
+    production: raw.NODE_ENV === 'production',
+    port: raw.PORT,
+    host: raw.HOST,
+    databaseUrl: raw.DATABASE_URL,
+    dataDir: resolve(raw.DATA_DIR),
+    logLevel: raw.LOG_LEVEL,
+    webhookProviders: raw.WEBHOOK_PROVIDERS?.split(',').map(name => name.trim()),
+    bodyLimitBytes: raw.BODY_LIMIT_BYTES,
+    trustProxy: parseTrustProxy(raw.TRUST_PROXY),
+    dbPoolMax: raw.DB_POOL_MAX,
+    dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
+    dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
+    shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
+    providersDir: raw.PROVIDERS_DIR === undefined ? undefined : resolve(raw.PROVIDERS_DIR),
+    env: Object.freeze(clean)
+  }
+}
+
+function parseTrustProxy (value: string): Config['trustProxy'] {
+  if (value === 'true') return true
+  if (value === 'false') return false
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value)
+    return (_address, hop) => hop < hops
+  }
+  return value.split(',').map(entry => entry.trim())
+}
+
+/** An empty variable (`FOO=` in a compose file) means "not set", not "set to nothing". */
+function withoutEmpty (env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') out[key] = value
+  }
+  return out
+}

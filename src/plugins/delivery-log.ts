@@ -1,0 +1,33 @@
+import fp from 'fastify-plugin'
+
+/**
+ * One pino line per delivery, written when the answer has gone out: provider, event id, type,
+ * run id, outcome (accepted, duplicate, rejected + reason, unavailable), status and milliseconds.
+ * Never a body, a signature or a secret.
+ */
+export default fp(async function deliveryLog (fastify) {
+  fastify.addHook('onResponse', async function logDelivery (request, reply) {
+    const delivery = request.delivery
+    if (delivery !== null) {
+      request.log.info({
+        provider: delivery.provider,
+        event_id: delivery.eventId,
+        event_type: delivery.eventType ?? undefined,
+        run_id: delivery.runId,
+        outcome: delivery.outcome,
+        reason: delivery.reason,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+        client_ip: request.ip
+      }, 'delivery')
+    } else if (reply.statusCode >= 400) {
+      request.log.info({
+        method: request.method,
+        path: request.url.split('?')[0].slice(0, 200),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+        client_ip: request.ip
+      }, 'request refused')
+    }
+  })
+}, { name: 'delivery-log', dependencies: ['ingest'] })

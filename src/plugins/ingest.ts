@@ -1,0 +1,139 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { sha256 } from '../signatures.js'
+import { SENSITIVE_HEADERS } from '../redact.js'
+import { DatabaseUnavailableError, HttpError, errorName } from '../errors.js'
+
+/**
+ * Storing deliveries. A verified event is recorded in ONE statement (one round trip, one commit):
+ * the run is inserted ON CONFLICT DO NOTHING and a 'received' or 'duplicate' run event is appended
+ * to whichever run holds the key. The handler answers only after that statement has committed.
+ */
+export interface Delivery {
+  provider: string
+  idempotencyKey: string
+  eventType: string | null
+  /** The exact bytes the sender signed. */
+  raw: Buffer
+  /** The body as JSON text, stored as `ops.runs.payload`. */
+  payload: string
+}
+
+export interface IngestResult { runId: string, duplicate: boolean }
+
+/** What the one log line of a delivery says (plugins/delivery-log.ts). */
+export interface DeliverySummary {
+  provider: string
+  outcome: 'accepted' | 'duplicate' | 'rejected' | 'unavailable'
+  eventId?: string
+  eventType?: string | null
+  runId?: string
+  reason?: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
+    /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
+    rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) => Promise<FastifyReply>
+  }
+  interface FastifyRequest {
+    delivery: DeliverySummary | null
+  }
+}
+
+// The statement snapshot cannot see a run committed by a concurrent delivery of the same event
+// while this INSERT waited on it: then `run` is empty and the caller looks again (a rare race).
+const INGEST = `
+WITH inserted AS (
+  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers)
+  VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)
+  ON CONFLICT (provider, idempotency_key) DO NOTHING
+  RETURNING run_id
+), run AS (
+  SELECT run_id, true AS is_new FROM inserted
+  UNION ALL
+  SELECT run_id, false FROM ops.runs
+  WHERE provider = $1 AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)
+), appended AS (
+  INSERT INTO ops.run_events (run_id, type, data)
+  SELECT run_id, CASE WHEN is_new THEN 'received' ELSE 'duplicate' END, $7::jsonb FROM run
+)
+SELECT run_id, is_new FROM run`
+
+const REJECT = `INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, 'rejected', $1::jsonb)`
+
+export default fp(async function ingest (fastify) {
+  const { pool } = fastify.pg
+  fastify.decorateRequest('delivery', null)
+
+  fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
+    const { provider, idempotencyKey, eventType, raw, payload } = delivery
+    const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
+    request.delivery = summary
+    const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
+    const values = [
+      provider, idempotencyKey, eventType, payload, sha256(raw),
+      JSON.stringify(storableHeaders(request.headers, signatureHeaders)),
+      JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })
+    ]
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let rows: Array<{ run_id: string, is_new: boolean }>
+      try {
+        ({ rows } = await pool.query({ name: 'ingest-delivery', text: INGEST, values }))
+      } catch (err) {
+        throw storageError(err)
+      }
+      const run = rows[0]
+      if (run !== undefined) {
+        summary.runId = run.run_id
+        summary.outcome = run.is_new ? 'accepted' : 'duplicate'
+        return { runId: run.run_id, duplicate: !run.is_new }
+      }
+    }
+    throw new DatabaseUnavailableError('the delivery could not be recorded, try again')
+  })
+
+  fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) {
+    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
+    request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason }
+    const body = Buffer.isBuffer(request.body) ? request.body : undefined
+    const audit = {
+      provider,
+      reason,
+      status: statusCode,
+      request_id: request.id,
+      client_ip: request.ip,
+      body_bytes: body?.length ?? (Number(request.headers['content-length']) || 0),
+      body_sha256: body === undefined ? null : sha256(body).toString('hex')
+    }
+    try {
+      await pool.query({ name: 'reject-delivery', text: REJECT, values: [JSON.stringify(audit)] })
+    } catch (err) {
+      // The answer is a refusal either way; a lost audit row must not turn it into a 5xx.
+      request.log.warn({ err: { message: (err as Error).message } }, 'could not audit a rejected delivery')
+    }
+    return reply.code(statusCode).send({ error: errorName(statusCode), reason })
+  })
+}, { name: 'ingest', dependencies: ['database'] })
+
+/** Request headers worth keeping with the run: everything but credentials and signatures. */
+function storableHeaders (headers: IncomingHttpHeaders, signatureHeaders: readonly string[]): Record<string, unknown> {
+  const kept: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (!SENSITIVE_HEADERS.has(name) && !signatureHeaders.includes(name)) kept[name] = value
+  }
+  return kept
+}
+
+/**
+ * A payload PostgreSQL refuses to store (class 22: a \u0000 or a lone surrogate in a JSON string)
+ * is the sender's problem: 400, and retrying will not help. Anything else means we could not
+ * commit: 503 so that the sender retries.
+ */
+function storageError (err: unknown): Error {
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'string' && code.startsWith('22')) return new HttpError(400, 'unstorable_payload', 'the payload cannot be stored as JSON')
+  return new DatabaseUnavailableError('the database could not commit the delivery, try again', err)
+}

@@ -1,0 +1,18 @@
+import fp from 'fastify-plugin'
+
+/**
+ * THE signature check of every provider route: a root-level preHandler that takes the provider
+ * from the route config and runs its pure verifier on the exact bytes received. A refusal is a
+ * 401 with a reason code, audited, and the handler never runs.
+ */
+export default fp(async function verify (fastify) {
+  const noBody = Buffer.alloc(0)
+  fastify.addHook('preHandler', async function verifySignature (request, reply) {
+    const route = request.routeOptions.config.provider
+    if (route === undefined) return
+    const raw = Buffer.isBuffer(request.body) ? request.body : noBody
+    const now = Math.floor(Date.now() / 1000)
+    const result = route.definition.verify(raw, request.headers, route.secrets, now, route.toleranceSeconds)
+    if (!result.ok) return await this.rejectDelivery(request, reply, 401, result.reason)
+  })
+}, { name: 'verify', dependencies: ['ingest'] })

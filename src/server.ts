@@ -1,0 +1,39 @@
+import closeWithGrace from 'close-with-grace'
+import { ConfigError, loadConfig, type Config } from './config.js'
+import { buildApp } from './app.js'
+import { devSecretsFile } from './dev-secrets.js'
+import type { FastifyInstance } from 'fastify'
+
+/** Boot only: configuration, the app, graceful shutdown, listen. */
+async function main (): Promise<void> {
+  const config = loadConfig()
+  const app = buildApp(config)
+  closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ signal, err }) => {
+    if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
+    else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight deliveries')
+    await app.close()
+  })
+  await app.listen({ port: config.port, host: config.host })
+  printDevelopmentSecrets(app, config)
+}
+
+/** Outside production only: the generated secrets and a command that sends a signed test event. */
+function printDevelopmentSecrets (app: FastifyInstance, config: Config): void {
+  const generated = app.providers.generatedSecrets
+  if (generated.size === 0) return
+  const lines = [
+    '',
+    `hookgate: development secrets (NODE_ENV=${config.nodeEnv}), kept in ${devSecretsFile(config.dataDir)}:`,
+    ...[...generated].map(([variable, { secret }]) => `  ${variable}=${secret}`),
+    'Send a correctly signed test event:',
+    ...[...generated.values()].map(({ provider }) => `  npm run send -- ${provider}`),
+    'In production, set the real secrets: none is ever generated there.',
+    ''
+  ]
+  process.stderr.write(lines.join('\n') + '\n')
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`hookgate: ${err instanceof ConfigError ? err.message : (err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})
