@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { envSchema } from 'env-schema'
+import { BootError } from './errors.js'
 
 /**
  * The gateway's configuration, read from the environment once at boot.
@@ -78,7 +79,7 @@ export function validateEnv<T> (schema: object, data: Record<string, string | un
   }
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends BootError {
   override name = 'ConfigError'
 }
 

@@ -1,5 +1,10 @@
 import { STATUS_CODES } from 'node:http'
 
+/** A reason not to boot, said in one line an operator can act on (no stack trace). */
+export class BootError extends Error {
+  override name = 'BootError'
+}
+
 /** An error that carries the HTTP answer it should produce (formatted by plugins/errors.ts). */
 export class HttpError extends Error {
   constructor (readonly statusCode: number, readonly code: string, message: string, options?: ErrorOptions) {

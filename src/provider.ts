@@ -79,7 +79,7 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
   } catch {
     return this.rejectDelivery(request, reply, 400, 'malformed_payload')
   }
-  if (event === null || typeof event !== 'object') return this.rejectDelivery(request, reply, 400, 'malformed_payload')
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return this.rejectDelivery(request, reply, 400, 'malformed_payload')
 
   const { idempotencyKey, eventType } = definition.identify(event, request.headers)
   const key = eventKey(idempotencyKey)

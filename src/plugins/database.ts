@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import fastifyPostgres from '@fastify/postgres'
 import { startEmbeddedPostgres } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js'
+import { BootError } from '../errors.js'
 
 /**
  * PostgreSQL: the server DATABASE_URL names, or the embedded default under DATA_DIR. Migrations are
@@ -19,7 +20,9 @@ export default fp(async function database (fastify) {
     fastify.addHook('onClose', async () => { await embedded.stop() })
   }
 
-  const version = await migrate(connectionString)
+  const version = await migrate(connectionString).catch((err: Error) => {
+    throw new BootError(`cannot use the database at ${withoutPassword(connectionString)}: ${err.message}`, { cause: err })
+  })
   if (version.from !== version.to) fastify.log.info(version, 'database migrated')
 
   await fastify.register(fastifyPostgres, {
@@ -35,3 +38,9 @@ export default fp(async function database (fastify) {
   fastify.pg.pool.on('error', err => { fastify.log.warn({ err }, 'idle database connection lost') })
   await fastify.pg.query('SELECT 1')
 }, { name: 'database', decorators: { fastify: ['config'] } })
+
+function withoutPassword (connectionString: string): string {
+  const url = new URL(connectionString)
+  if (url.password !== '') url.password = '***'
+  return url.toString()
+}
