@@ -24,7 +24,7 @@ declare module 'fastify' {
 /**
  * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
  * verify hook, error answers, the delivery log line, health), then every provider file found in
- * src/providers/ and in PROVIDERS_DIR.
+ * src/providers/ (autoloaded: dropping a file there is all it takes).
  */
 const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify, { config }) {
   fastify.decorate('config', config)
@@ -39,7 +39,6 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(health)
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
-  if (config.providersDir !== undefined) await fastify.register(autoload, { dir: config.providersDir })
   fastify.providers.assertEnabled()
 }
 

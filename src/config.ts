@@ -25,8 +25,6 @@ export interface Config {
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
   shutdownTimeoutMs: number
-  /** Extra folder of drop-in provider files, loaded after the built-in ones. */
-  providersDir: string | undefined
   /** The validated environment, for the providers' own variables. */
   env: Readonly<Record<string, string | undefined>>
 }
@@ -46,8 +44,7 @@ const schema = {
     DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
-    PROVIDERS_DIR: { type: 'string', minLength: 1 }
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 }
   }
 } as const
 
@@ -65,13 +62,12 @@ interface RawEnv {
   DB_CONNECT_TIMEOUT_MS: number
   DB_QUERY_TIMEOUT_MS: number
   SHUTDOWN_TIMEOUT_MS: number
-  PROVIDERS_DIR?: string
 }
 
 /** Validates `data` against a JSON schema of environment variables; the error names the variable. */
 export function validateEnv<T> (schema: object, data: Record<string, string | undefined>): T {
   try {
-    return envSchema<T>({ schema, data: withoutEmpty(data), dotenv: false })
+    return envSchema<T>({ schema, data: withoutEmpty(data), dotenv: false, env: false })
   } catch (err) {
     // Ajv says "env/PORT must be integer"; say it the way an operator reads it.
     const message = (err as Error).message.replace(/env\/(\w+)/g, '$1')
@@ -102,7 +98,6 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
-    providersDir: raw.PROVIDERS_DIR === undefined ? undefined : resolve(raw.PROVIDERS_DIR),
     env: Object.freeze(clean)
   }
 }

@@ -49,6 +49,30 @@ t.test('delivering Stripe events through the HTTP path', async t => {
     t.equal(history.length, 60, 'every delivery appended one run event')
   })
 
+  await t.test('a delivery that races another replica inserting the same event gets that replica\'s run', async t => {
+    // Another replica's transaction holds the key, uncommitted: our INSERT waits on it, and after its
+    // commit our statement's snapshot cannot see the row. The ingest must look again, not fail.
+    const event = stripeEvent()
+    const other = await app.pg.connect()
+    t.teardown(() => other.release())
+    await other.query('BEGIN')
+    const { rows: [theirs] } = await other.query(
+      `INSERT INTO ops.runs (provider, idempotency_key, payload, body_sha256)
+       VALUES ('stripe', $1, '{}', '\\x00') RETURNING run_id`, [event.id])
+    const delivery = app.inject(stripeDelivery(event))
+    for (let i = 0; i < 100; i++) {
+      const { rows: [{ waiting }] } = await app.pg.query(
+        "SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+      if (waiting > 0) break
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    await other.query('COMMIT')
+    const res = await delivery
+    t.equal(res.statusCode, 200)
+    t.same(res.json(), { status: 'duplicate', run_id: theirs.run_id })
+    t.same((await eventsOf(theirs.run_id)).map(e => e.type), ['duplicate'])
+  })
+
   await t.test('a pretty-printed payload with non-ASCII characters verifies (raw bytes)', async t => {
     const payload = JSON.stringify(stripeEvent({ description: 'Café — 東京 💳', amount: 12345678901234567890 }), null, 2)
     const res = await app.inject(stripeDelivery(payload))

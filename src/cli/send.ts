@@ -22,7 +22,7 @@ if (name === undefined || !/^[a-z0-9][a-z0-9_-]*$/.test(name)) {
 }
 
 const config = loadConfig()
-const { provider } = await loadProvider(name, config.providersDir)
+const { provider } = await loadProvider(name)
 if (provider.sign === undefined) {
   console.error(`provider ${name} cannot sign test events`)
   process.exit(2)
@@ -45,17 +45,13 @@ const response = await fetch(`${base}/webhooks/${name}`, {
 console.log(`${response.status} ${await response.text()}`)
 process.exit(response.ok ? 0 : 1)
 
-async function loadProvider (providerName: string, extraDir: string | undefined): Promise<ProviderPlugin> {
-  const dirs = [join(import.meta.dirname, '..', 'providers'), ...(extraDir === undefined ? [] : [extraDir])]
-  for (const dir of dirs) {
-    for (const extension of ['.js', '.ts']) {
-      try {
-        const module = await import(pathToFileURL(join(dir, providerName + extension)).href) as { default: ProviderPlugin }
-        return module.default
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err
-      }
-    }
+async function loadProvider (providerName: string): Promise<ProviderPlugin> {
+  try {
+    const file = join(import.meta.dirname, '..', 'providers', `${providerName}.js`)
+    const module = await import(pathToFileURL(file).href) as { default: ProviderPlugin }
+    return module.default
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err
   }
   console.error(`unknown provider: ${providerName}`)
   process.exit(2)
