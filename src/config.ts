@@ -20,6 +20,8 @@ export interface Config {
   webhookProviders: string[] | undefined
   bodyLimitBytes: number
   /** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
+  /** The public origin senders post to (`https://hooks.example.com`), for senders that sign the URL (Twilio). */
+  publicBaseUrl: string | undefined
   trustProxy: boolean | string[] | ((address: string, hop: number) => boolean)
   dbPoolMax: number
   dbConnectTimeoutMs: number
@@ -40,6 +42,7 @@ const schema = {
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     WEBHOOK_PROVIDERS: { type: 'string', pattern: '^\\s*[a-z0-9][a-z0-9_-]*(\\s*,\\s*[a-z0-9][a-z0-9_-]*)*\\s*$' },
     BODY_LIMIT_BYTES: { type: 'integer', minimum: 1, maximum: 104857600, default: 1048576 },
+    PUBLIC_BASE_URL: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
     TRUST_PROXY: { type: 'string', pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false' },
     DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
@@ -57,6 +60,7 @@ interface RawEnv {
   LOG_LEVEL: string
   WEBHOOK_PROVIDERS?: string
   BODY_LIMIT_BYTES: number
+  PUBLIC_BASE_URL?: string
   TRUST_PROXY: string
   DB_POOL_MAX: number
   DB_CONNECT_TIMEOUT_MS: number
@@ -93,6 +97,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     logLevel: raw.LOG_LEVEL,
     webhookProviders: raw.WEBHOOK_PROVIDERS?.split(',').map(name => name.trim()),
     bodyLimitBytes: raw.BODY_LIMIT_BYTES,
+    publicBaseUrl: raw.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
     trustProxy: parseTrustProxy(raw.TRUST_PROXY),
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,

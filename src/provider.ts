@@ -8,7 +8,7 @@ import type { VerifyResult } from './signatures.js'
  * registers `POST /webhooks/<name>`; the shared verify hook (plugins/verify.ts) and the ingest
  * plugin (plugins/ingest.ts) do the rest. A new provider is one file in src/providers/.
  */
-export interface ProviderDefinition<Event = unknown> {
+export interface ProviderDefinition<Event = any> {
   /** Route segment and `ops.runs.provider`: lowercase letters, digits, `-`, `_`. */
   name: string
   /** Environment variable holding the secret(s): several, comma-separated or a JSON array, while rotating. */
@@ -17,20 +17,40 @@ export interface ProviderDefinition<Event = unknown> {
   toleranceSeconds?: number
   /** Headers that carry signatures or keys: never stored, never logged. */
   signatureHeaders: readonly string[]
-  /** Media types the sender uses; default `application/json`. */
+  /** Media types the sender uses; default `application/json`. Form bodies are parsed into fields. */
   contentTypes?: readonly string[]
   /** Largest body this sender may post; default BODY_LIMIT_BYTES. */
   bodyLimit?: number
   /** Pure: raw bytes + headers + secrets + clock (unix seconds) → verified or a reason. */
-  verify: (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, toleranceSeconds: number) => VerifyResult
+  verify: (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, context: VerifyContext) => VerifyResult
+  /** Turns the verified bytes into the event; default: JSON, or the fields of a form body. Throws if malformed. */
+  parse?: (raw: Buffer, contentType: string) => unknown
+  /** A protocol handshake answered at once and not stored as a run (Slack's url_verification). */
+  handshake?: (event: Event) => unknown
   /** The provider's own event id and type. Only called on a verified, parsed body. */
-  identify: (event: Event, headers: IncomingHttpHeaders) => { idempotencyKey: unknown, eventType: unknown }
+  identify: (event: Event, headers: IncomingHttpHeaders, raw: Buffer) => Identity
+  /** The answer body the sender expects; default `{ status, run_id }`. */
+  respond?: (result: { status: 'accepted' | 'duplicate', run_id: string }) => unknown
   /** A fresh development secret (never used in production). */
   generateSecret: () => string
-  /** The headers the sender would add to `raw`: lets `npm run send` post a correctly signed test event. */
-  sign?: (raw: Buffer, secret: string, now: number) => Record<string, string>
-  /** A realistic event for `npm run send`. */
-  sampleEvent?: () => unknown
+  /** The headers the sender would add to `raw` posted to `url`: lets `npm run send` post a signed test event. */
+  sign?: (raw: Buffer, secret: string, now: number, url: string) => Record<string, string>
+  /** A realistic event for `npm run send`, encoded as the first of `contentTypes`. */
+  sampleEvent?: () => Record<string, unknown>
+}
+
+/** What a verifier knows besides bytes, headers, secrets and clock. */
+export interface VerifyContext {
+  toleranceSeconds: number
+  /** The URL as the sender requested it (PUBLIC_BASE_URL, or the trusted forwarded headers): Twilio signs it. */
+  url: string
+}
+
+export interface Identity {
+  idempotencyKey: unknown
+  eventType?: unknown
+  /** Recorded, but nothing to process (a SePay outgoing transfer): the run is stored as `ignored`. */
+  ignored?: boolean
 }
 
 /** A provider as enabled at boot: its definition, its secrets and tolerance. Carried in the route config. */
@@ -68,32 +88,79 @@ function keepBytes (_request: FastifyRequest, body: Buffer, done: (err: null, bo
 }
 
 /** The route handler of every provider. Runs after the verify hook has accepted the signature. */
-async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const { definition } = request.routeOptions.config.provider as ProviderRoute
   const raw = request.body as Buffer
-  const payload = raw.toString('utf8')
+  const contentType = request.headers['content-type'] ?? ''
+  const form = isForm(contentType)
   let event: unknown
+  let payload: string
   try {
-    // Fastify's own rules for untrusted JSON: __proto__ and constructor.prototype keys are refused.
-    event = sjson.parse(payload, undefined, { protoAction: 'error', constructorAction: 'error' })
+    if (definition.parse !== undefined) {
+      event = definition.parse(raw, contentType)
+      payload = JSON.stringify(event)
+    } else if (form) {
+      event = formFields(raw)
+      payload = JSON.stringify(event)
+    } else {
+      payload = raw.toString('utf8')
+      event = parseJson(payload)
+    }
   } catch {
-    return this.rejectDelivery(request, reply, 400, 'malformed_payload')
+    return await this.rejectDelivery(request, reply, 400, 'malformed_payload')
   }
-  if (event === null || typeof event !== 'object' || Array.isArray(event)) return this.rejectDelivery(request, reply, 400, 'malformed_payload')
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return await this.rejectDelivery(request, reply, 400, 'malformed_payload')
 
-  const { idempotencyKey, eventType } = definition.identify(event, request.headers)
+  const handshake = definition.handshake?.(event)
+  if (handshake !== undefined) return await this.answerHandshake(request, reply, handshake)
+
+  const { idempotencyKey, eventType, ignored } = definition.identify(event, request.headers, raw)
   const key = eventKey(idempotencyKey)
   // Never a made-up key: an event without its provider's id cannot be deduplicated.
-  if (key === undefined) return this.rejectDelivery(request, reply, 400, 'missing_event_id')
+  if (key === undefined) return await this.rejectDelivery(request, reply, 400, 'missing_event_id')
 
   const run = await this.ingestDelivery(request, {
     provider: definition.name,
     idempotencyKey: key,
-    eventType: typeof eventType === 'string' ? eventType.slice(0, 255) : null,
+    eventType: typeof eventType === 'string' && eventType !== '' ? eventType.slice(0, 255) : null,
+    ignored: ignored === true,
     raw,
     payload
   })
-  reply.send({ status: run.duplicate ? 'duplicate' : 'accepted', run_id: run.runId })
+  const result = { status: run.duplicate ? 'duplicate' as const : 'accepted' as const, run_id: run.runId }
+  return definition.respond?.(result) ?? result
+}
+
+/**
+ * JSON the way Fastify treats untrusted JSON: `__proto__` and `constructor.prototype` keys are refused.
+ */
+export function parseJson (text: string): unknown {
+  return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
+}
+
+/** Fields of a form body; a name sent several times keeps every value, in order. No prototype is touched. */
+export function formFields (raw: Buffer | string): Record<string, string | string[]> {
+  const fields = new Map<string, string | string[]>()
+  for (const [name, value] of new URLSearchParams(raw.toString())) {
+    const seen = fields.get(name)
+    fields.set(name, seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value])
+  }
+  return Object.fromEntries(fields)
+}
+
+export function isForm (contentType: string): boolean {
+  return contentType.toLowerCase().startsWith('application/x-www-form-urlencoded')
+}
+
+/** Reads a dotted path (`data.object.id`, optionally `$.`-prefixed) from a parsed event. */
+export function valueAt (event: unknown, path: string): unknown {
+  let value = event
+  for (const key of path.replace(/^\$\.?/, '').split('.')) {
+    if (key === '') continue
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return undefined
+    value = (value as Record<string, unknown>)[key]
+  }
+  return value
 }
 
 /** A usable idempotency key: a non-empty string of at most 255 characters, or a safe integer. */

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '../config.js'
 import { readDevSecrets } from '../dev-secrets.js'
 import { parseSecrets } from '../plugins/providers.js'
-import type { ProviderPlugin } from '../provider.js'
+import { isForm, type ProviderPlugin } from '../provider.js'
 
 /**
  * `npm run send -- <provider> [--url URL] [--file event.json]`: posts a correctly signed test event to
@@ -33,13 +33,15 @@ if (secret === undefined) {
   process.exit(2)
 }
 
+const contentType = provider.contentTypes?.[0] ?? 'application/json'
+const sample = provider.sampleEvent?.() ?? {}
 const raw = values.file !== undefined
   ? await readFile(values.file)
-  : Buffer.from(JSON.stringify(provider.sampleEvent?.() ?? {}, null, 2))
-const base = values.url ?? `http://127.0.0.1:${config.port}`
-const response = await fetch(`${base}/webhooks/${name}`, {
+  : Buffer.from(isForm(contentType) ? new URLSearchParams(sample as Record<string, string>).toString() : JSON.stringify(sample, null, 2))
+const url = `${values.url ?? `http://127.0.0.1:${config.port}`}/webhooks/${name}`
+const response = await fetch(url, {
   method: 'POST',
-  headers: { 'content-type': 'application/json', ...provider.sign(raw, secret, Math.floor(Date.now() / 1000)) },
+  headers: { 'content-type': contentType, ...provider.sign(raw, secret, Math.floor(Date.now() / 1000), url) },
   body: raw
 })
 console.log(`${response.status} ${await response.text()}`)

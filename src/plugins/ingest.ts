@@ -14,6 +14,8 @@ export interface Delivery {
   provider: string
   idempotencyKey: string
   eventType: string | null
+  /** Stored, with nothing to process (status `ignored`). */
+  ignored: boolean
   /** The exact bytes the sender signed. */
   raw: Buffer
   /** The body as JSON text, stored as `ops.runs.payload`. */
@@ -25,7 +27,7 @@ export interface IngestResult { runId: string, duplicate: boolean }
 /** What the one log line of a delivery says (plugins/delivery-log.ts). */
 export interface DeliverySummary {
   provider: string
-  outcome: 'accepted' | 'duplicate' | 'rejected' | 'unavailable'
+  outcome: 'accepted' | 'duplicate' | 'rejected' | 'unavailable' | 'handshake'
   eventId?: string
   eventType?: string | null
   runId?: string
@@ -37,6 +39,8 @@ declare module 'fastify' {
     ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
     /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
     rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) => Promise<FastifyReply>
+    /** Answers a verified protocol handshake (no run is created; the exchange is audited). */
+    answerHandshake: (request: FastifyRequest, reply: FastifyReply, answer: unknown) => Promise<FastifyReply>
   }
   interface FastifyRequest {
     delivery: DeliverySummary | null
@@ -47,8 +51,8 @@ declare module 'fastify' {
 // while this INSERT waited on it: then `run` is empty and the caller looks again (a rare race).
 const INGEST = `
 WITH inserted AS (
-  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers)
-  VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)
+  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status)
+  VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $8)
   ON CONFLICT (provider, idempotency_key) DO NOTHING
   RETURNING run_id
 ), run AS (
@@ -62,21 +66,23 @@ WITH inserted AS (
 )
 SELECT run_id, is_new FROM run`
 
-const REJECT = `INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, 'rejected', $1::jsonb)`
+/** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
+const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
 
 export default fp(async function ingest (fastify) {
   const { pool } = fastify.pg
   fastify.decorateRequest('delivery', null)
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
-    const { provider, idempotencyKey, eventType, raw, payload } = delivery
+    const { provider, idempotencyKey, eventType, ignored, raw, payload } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
     const values = [
       provider, idempotencyKey, eventType, payload, sha256(raw),
       JSON.stringify(storableHeaders(request.headers, signatureHeaders)),
-      JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })
+      JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length }),
+      ignored ? 'ignored' : 'received'
     ]
     for (let attempt = 0; attempt < 3; attempt++) {
       let rows: Array<{ run_id: string, is_new: boolean }>
@@ -98,24 +104,34 @@ export default fp(async function ingest (fastify) {
   fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) {
     const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
     request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason }
+    await auditWithoutRun(request, 'rejected', { provider, reason, status: statusCode })
+    return await reply.code(statusCode).send({ error: errorName(statusCode), reason })
+  })
+
+  fastify.decorate('answerHandshake', async function answerHandshake (request: FastifyRequest, reply: FastifyReply, answer: unknown) {
+    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
+    request.delivery = { provider, outcome: 'handshake' }
+    await auditWithoutRun(request, 'handshake', { provider, status: 200 })
+    return await reply.send(answer)
+  })
+
+  /** Who sent what (size and hash, never the body) for a delivery that created no run. */
+  async function auditWithoutRun (request: FastifyRequest, type: string, data: Record<string, unknown>): Promise<void> {
     const body = Buffer.isBuffer(request.body) ? request.body : undefined
     const audit = {
-      provider,
-      reason,
-      status: statusCode,
+      ...data,
       request_id: request.id,
       client_ip: request.ip,
       body_bytes: body?.length ?? (Number(request.headers['content-length']) || 0),
       body_sha256: body === undefined ? null : sha256(body).toString('hex')
     }
     try {
-      await pool.query({ name: 'reject-delivery', text: REJECT, values: [JSON.stringify(audit)] })
+      await pool.query({ name: 'audit-without-run', text: AUDIT_WITHOUT_RUN, values: [type, JSON.stringify(audit)] })
     } catch (err) {
-      // The answer is a refusal either way; a lost audit row must not turn it into a 5xx.
-      request.log.warn({ err: { message: (err as Error).message } }, 'could not audit a rejected delivery')
+      // The answer does not depend on this row; losing it must not turn a refusal into a 5xx.
+      request.log.warn({ err: { message: (err as Error).message } }, `could not audit a ${type} delivery`)
     }
-    return reply.code(statusCode).send({ error: errorName(statusCode), reason })
-  })
+  }
 }, { name: 'ingest', dependencies: ['database'] })
 
 /** Request headers worth keeping with the run: everything but credentials and signatures. */

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 
 /**
  * THE signature check of every provider route: a root-level preHandler that takes the provider
@@ -12,7 +13,14 @@ export default fp(async function verify (fastify) {
     if (route === undefined) return
     const raw = Buffer.isBuffer(request.body) ? request.body : noBody
     const now = Math.floor(Date.now() / 1000)
-    const result = route.definition.verify(raw, request.headers, route.secrets, now, route.toleranceSeconds)
+    const context = { toleranceSeconds: route.toleranceSeconds, url: publicUrl(request) }
+    const result = route.definition.verify(raw, request.headers, route.secrets, now, context)
     if (!result.ok) return await this.rejectDelivery(request, reply, 401, result.reason)
   })
+
+  /** The URL the sender requested: PUBLIC_BASE_URL when set, else what the (trusted) forwarded headers say. */
+  function publicUrl (request: FastifyRequest): string {
+    const base = fastify.config.publicBaseUrl ?? `${request.protocol}://${request.host}`
+    return base + request.url
+  }
 }, { name: 'verify', dependencies: ['ingest'] })

@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto'
+import { defineProvider, isForm } from '../provider.js'
+import { headerValue, sha256 } from '../signatures.js'
+import { hmacScheme } from '../schemes/hmac.js'
+
+/**
+ * Slack: `X-Slack-Signature: v0=<hex>`, HMAC-SHA256 of `v0:${X-Slack-Request-Timestamp}:${rawBody}`
+ * with the signing secret; 5 minutes of tolerance. Events API bodies are JSON (idempotency key
+ * `event_id`; the `url_verification` handshake is answered with its challenge). Slash commands and
+ * interactivity are form-encoded and carry no id: their key is the hash of the signed request, so a
+ * retried request (same timestamp and body) is a duplicate. Slack retries 3 times (now, ~1, ~5 min).
+ */
+export const slackSignature = hmacScheme({
+  algorithm: 'sha256',
+  header: 'x-slack-signature',
+  prefix: 'v0=',
+  encoding: 'hex',
+  signedContent: 'v0:{timestamp}:{body}',
+  timestampHeader: 'x-slack-request-timestamp'
+})
+
+type SlackEvent = Record<string, unknown> & { event?: { type?: unknown } }
+
+export default defineProvider<SlackEvent>({
+  name: 'slack',
+  secretEnv: 'SLACK_SIGNING_SECRET',
+  toleranceSeconds: 300,
+  signatureHeaders: ['x-slack-signature'],
+  contentTypes: ['application/json', 'application/x-www-form-urlencoded'],
+  verify: (raw, headers, secrets, now, { toleranceSeconds }) => slackSignature.verify(raw, headers, secrets, now, toleranceSeconds),
+  handshake: event => event.type === 'url_verification' && typeof event.challenge === 'string' ? { challenge: event.challenge } : undefined,
+  identify: (event, headers, raw) => {
+    if (!isForm(headerValue(headers['content-type']) ?? '')) {
+      return { idempotencyKey: event.event_id, eventType: event.event?.type ?? event.type }
+    }
+    const timestamp = headerValue(headers['x-slack-request-timestamp']) ?? ''
+    return {
+      idempotencyKey: `request_${sha256(Buffer.concat([Buffer.from(`v0:${timestamp}:`), raw])).toString('hex')}`,
+      eventType: typeof event.command === 'string' ? `command${event.command.replaceAll('/', '.')}` : 'interactivity'
+    }
+  },
+  generateSecret: () => randomBytes(16).toString('hex'),
+  sign: (raw, secret, now) => slackSignature.sign(raw, secret, now),
+  sampleEvent: () => ({
+    token: 'unused',
+    team_id: 'T061EG9R6',
+    type: 'event_callback',
+    event_id: `Ev${randomBytes(6).toString('hex').toUpperCase()}`,
+    event_time: Math.floor(Date.now() / 1000),
+    event: { type: 'app_mention', user: 'U061F7AUR', text: '<@U0LAN0Z89> is it everything a river should be?', channel: 'C0LAN2Q65' }
+  })
+})
