@@ -7,6 +7,7 @@ import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { Config } from './config.js'
 import { LOG_REDACT_PATHS } from './redact.js'
+import { extraProviders } from './extra-providers.js'
 import providers from './plugins/providers.js'
 import database from './plugins/database.js'
 import ingest from './plugins/ingest.js'
@@ -24,7 +25,8 @@ declare module 'fastify' {
 /**
  * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
  * verify hook, error answers, the delivery log line, health), then every provider file found in
- * src/providers/ (autoloaded: dropping a file there is all it takes).
+ * src/providers/ (autoloaded: dropping a file there is all it takes), then the no-code providers of
+ * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR.
  */
 const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify, { config }) {
   fastify.decorate('config', config)
@@ -39,6 +41,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(health)
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
+  for (const provider of await extraProviders(config)) await fastify.register(provider)
   fastify.providers.assertEnabled()
 }
 

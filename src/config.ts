@@ -27,6 +27,10 @@ export interface Config {
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
   shutdownTimeoutMs: number
+  /** No-code providers: a JSON file, or the JSON array itself. */
+  providersConfig: string | undefined
+  /** Drop-in provider files, loaded after the built-in ones (mount it into the image). */
+  providersDir: string | undefined
   /** The validated environment, for the providers' own variables. */
   env: Readonly<Record<string, string | undefined>>
 }
@@ -47,7 +51,9 @@ const schema = {
     DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 }
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
+    PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
+    PROVIDERS_DIR: { type: 'string', minLength: 1 }
   }
 } as const
 
@@ -66,6 +72,8 @@ interface RawEnv {
   DB_CONNECT_TIMEOUT_MS: number
   DB_QUERY_TIMEOUT_MS: number
   SHUTDOWN_TIMEOUT_MS: number
+  PROVIDERS_CONFIG?: string
+  PROVIDERS_DIR?: string
 }
 
 /** Validates `data` against a JSON schema of environment variables; the error names the variable. */
@@ -103,6 +111,8 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
+    providersConfig: raw.PROVIDERS_CONFIG,
+    providersDir: raw.PROVIDERS_DIR === undefined ? undefined : resolve(raw.PROVIDERS_DIR),
     env: Object.freeze(clean)
   }
 }

@@ -31,8 +31,8 @@ export interface ProviderDefinition<Event = any> {
   identify: (event: Event, headers: IncomingHttpHeaders, raw: Buffer) => Identity
   /** The answer body the sender expects; default `{ status, run_id }`. */
   respond?: (result: { status: 'accepted' | 'duplicate', run_id: string }) => unknown
-  /** A fresh development secret (never used in production). */
-  generateSecret: () => string
+  /** A fresh development secret (never used in production); default 24 random bytes in hex. */
+  generateSecret?: () => string
   /** The headers the sender would add to `raw` posted to `url`: lets `npm run send` post a signed test event. */
   sign?: (raw: Buffer, secret: string, now: number, url: string) => Record<string, string>
   /** A realistic event for `npm run send`, encoded as the first of `contentTypes`. */

@@ -6,6 +6,7 @@ import { loadConfig } from '../config.js'
 import { readDevSecrets } from '../dev-secrets.js'
 import { parseSecrets } from '../plugins/providers.js'
 import { isForm, type ProviderPlugin } from '../provider.js'
+import { extraProviders } from '../extra-providers.js'
 
 /**
  * `npm run send -- <provider> [--url URL] [--file event.json]`: posts a correctly signed test event to
@@ -47,6 +48,7 @@ const response = await fetch(url, {
 console.log(`${response.status} ${await response.text()}`)
 process.exit(response.ok ? 0 : 1)
 
+/** A built-in provider file, else a no-code (PROVIDERS_CONFIG) or drop-in (PROVIDERS_DIR) provider. */
 async function loadProvider (providerName: string): Promise<ProviderPlugin> {
   try {
     const file = join(import.meta.dirname, '..', 'providers', `${providerName}.js`)
@@ -55,6 +57,8 @@ async function loadProvider (providerName: string): Promise<ProviderPlugin> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err
   }
+  const extra = (await extraProviders(config)).find(plugin => plugin.provider.name === providerName)
+  if (extra !== undefined) return extra
   console.error(`unknown provider: ${providerName}`)
   process.exit(2)
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { defineProvider } from '../provider.js'
-import { constantTimeEqual, headerValue, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH, type VerifyResult } from '../signatures.js'
+import { apiKeyScheme } from '../schemes/api-key.js'
 
 /**
  * SePay (Vietnamese bank-transfer notifications): `Authorization: Apikey <key>` (or `Bearer <key>`).
@@ -27,23 +27,13 @@ export interface SepayWebhookPayload {
   description: string
 }
 
-export function verifySepayApiKey (authorization: string | undefined, keys: readonly string[]): VerifyResult {
-  if (authorization === undefined || authorization === '') return rejected('missing_signature_header')
-  if (authorization.length > MAX_SIGNATURE_HEADER_LENGTH) return rejected('malformed_signature_header')
-  const match = /^(Apikey|Bearer) (.+)$/i.exec(authorization)
-  if (match === null) return rejected('malformed_signature_header')
-  let ok = false
-  for (const key of keys) {
-    if (constantTimeEqual(match[2], key)) ok = true
-  }
-  return ok ? verified : rejected('no_matching_signature')
-}
+export const sepayApiKey = apiKeyScheme({ header: 'authorization', prefixes: ['Apikey ', 'Bearer '] })
 
 export default defineProvider<Partial<SepayWebhookPayload>>({
   name: 'sepay',
   secretEnv: 'SEPAY_WEBHOOK_API_KEY',
   signatureHeaders: ['authorization'],
-  verify: (_raw, headers, secrets) => verifySepayApiKey(headerValue(headers.authorization), secrets),
+  verify: (_raw, headers, secrets) => sepayApiKey.verify(headers, secrets),
   identify: event => ({
     idempotencyKey: event.id,
     eventType: typeof event.transferType === 'string' ? `transfer.${event.transferType}` : undefined,
@@ -51,7 +41,7 @@ export default defineProvider<Partial<SepayWebhookPayload>>({
   }),
   respond: result => ({ success: true, ...result }),
   generateSecret: () => randomBytes(24).toString('hex'),
-  sign: (_raw, secret) => ({ authorization: `Apikey ${secret}` }),
+  sign: (_raw, secret) => sepayApiKey.sign(secret),
   sampleEvent: () => ({
     id: Math.floor(Math.random() * 1e9),
     gateway: 'Vietcombank',

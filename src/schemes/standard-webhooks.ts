@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes, verify as verifySignature, type KeyObject } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import { defineProvider, type ProviderPlugin } from '../provider.js'
+import { defineProvider, type ProviderDefinition, type ProviderPlugin } from '../provider.js'
 import {
   type VerifyResult, checkTimestamp, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
@@ -94,12 +94,18 @@ export function signStandardWebhook (raw: Buffer, secret: string, now: number, i
   }
 }
 
+export interface StandardWebhooksSender { name: string, secretEnv: string, toleranceSeconds?: number }
+
 /**
  * A Standard Webhooks sender as a provider: `export default standardWebhooksProvider({ name: 'clerk',
  * secretEnv: 'CLERK_WEBHOOK_SECRET' })` in src/providers/clerk.ts receives Clerk at /webhooks/clerk.
  */
-export function standardWebhooksProvider (options: { name: string, secretEnv: string, toleranceSeconds?: number }): ProviderPlugin {
-  return defineProvider<{ type?: unknown }>({
+export function standardWebhooksProvider (options: StandardWebhooksSender): ProviderPlugin {
+  return defineProvider(standardWebhooksDefinition(options))
+}
+
+export function standardWebhooksDefinition (options: StandardWebhooksSender): ProviderDefinition<{ type?: unknown }> {
+  return {
     name: options.name,
     secretEnv: options.secretEnv,
     toleranceSeconds: options.toleranceSeconds ?? 300,
@@ -112,5 +118,5 @@ export function standardWebhooksProvider (options: { name: string, secretEnv: st
     generateSecret: () => `whsec_${randomBytes(24).toString('base64')}`,
     sign: (raw, secret, now) => signStandardWebhook(raw, secret, now, `msg_${randomBytes(12).toString('hex')}`),
     sampleEvent: () => ({ type: 'user.created', timestamp: new Date().toISOString(), data: { id: `user_${randomBytes(8).toString('hex')}`, email_address: 'ada@example.com' } })
-  })
+  }
 }
