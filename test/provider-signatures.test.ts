@@ -18,6 +18,8 @@ import sepay from '../src/providers/sepay.js'
 import paddle from '../src/providers/paddle.js'
 import twilio from '../src/providers/twilio.js'
 import linear from '../src/providers/linear.js'
+import { configuredProviders } from '../src/extra-providers.js'
+import { GENERIC_PROVIDER } from './senders.js'
 
 /** The vectors published in shared/reference/providers.md, each at the moment it was signed. */
 t.test('published vectors', async t => {
@@ -54,7 +56,8 @@ t.test('scheme building blocks', async t => {
   t.same(withAndWithoutPort('not a url'), ['not a url'])
 })
 
-const definitions: Array<ProviderDefinition> = [stripe, github, standardWebhooks, shopify, slack, sepay, paddle, twilio, linear].map(plugin => plugin.provider)
+const [generic] = configuredProviders([GENERIC_PROVIDER])
+const definitions: Array<ProviderDefinition> = [stripe, github, standardWebhooks, shopify, slack, sepay, paddle, twilio, linear, generic].map(plugin => plugin.provider)
 const URL_ = 'https://hooks.example.com/webhooks/x'
 const NOW = 1_700_000_000
 

@@ -225,7 +225,36 @@ export const senders: Sender[] = [
   }
 ]
 
+/** A no-code provider (PROVIDERS_CONFIG): HMAC-SHA256, base64, over `{timestamp}.{body}`, key from a JSON path. */
+export const GENERIC_PROVIDER = {
+  name: 'generic',
+  secretEnv: 'GENERIC_WEBHOOK_SECRET',
+  scheme: 'hmac',
+  hmac: { algorithm: 'sha256', header: 'x-generic-signature', prefix: 'v1=', encoding: 'base64', signedContent: '{timestamp}.{body}', timestampHeader: 'x-generic-timestamp' },
+  toleranceSeconds: 300,
+  idempotencyKey: { path: 'meta.delivery_id' },
+  eventType: { path: 'kind' }
+}
+
+senders.push({
+  name: 'generic',
+  secretEnv: 'GENERIC_WEBHOOK_SECRET',
+  secrets: ['generic current secret', 'generic previous secret'],
+  signsBody: true,
+  timestamped: true,
+  signatureHeader: 'x-generic-signature',
+  deliver: async (secret, { timestamp = now(), body } = {}) => {
+    const key = `dlv_${hex(10)}`
+    const payload = JSON.stringify(body ?? { kind: 'order.shipped', meta: { delivery_id: key } })
+    const signature = 'v1=' + createHmac('sha256', secret).update(`${timestamp}.${payload}`).digest('base64')
+    return { url: '/webhooks/generic', headers: { ...json, 'x-generic-signature': signature, 'x-generic-timestamp': String(timestamp) }, payload, key }
+  }
+})
+
 /** The environment that enables every sender with both of its secrets. */
 export function allSecrets (): Record<string, string> {
-  return Object.fromEntries(senders.map(sender => [sender.secretEnv, JSON.stringify(sender.secrets)]))
+  return {
+    ...Object.fromEntries(senders.map(sender => [sender.secretEnv, JSON.stringify(sender.secrets)])),
+    PROVIDERS_CONFIG: JSON.stringify([GENERIC_PROVIDER])
+  }
 }
