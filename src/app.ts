@@ -15,6 +15,7 @@ import verify from './plugins/verify.js'
 import errors from './plugins/errors.js'
 import deliveryLog from './plugins/delivery-log.js'
 import health from './plugins/health.js'
+import worker from './plugins/worker.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,7 +25,7 @@ declare module 'fastify' {
 
 /**
  * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
- * verify hook, error answers, the delivery log line, health), then every provider file found in
+ * verify hook, error answers, the delivery log line, health, the worker), then every provider file found in
  * src/providers/ (autoloaded: dropping a file there is all it takes), then the no-code providers of
  * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR.
  */
@@ -39,6 +40,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(errors)
   await fastify.register(deliveryLog)
   await fastify.register(health)
+  await fastify.register(worker)
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
   for (const provider of await extraProviders(config)) await fastify.register(provider)

@@ -31,6 +31,13 @@ export interface Config {
   providersConfig: string | undefined
   /** Drop-in provider files, loaded after the built-in ones (mount it into the image). */
   providersDir: string | undefined
+  /** `all` (default): receive and process; `ingest`: receive only; `worker`: process only (`hookgate worker`). */
+  role: 'all' | 'ingest' | 'worker'
+  worker: { concurrency: number, leaseMs: number, pollMs: number, maxAttempts: number, retryBaseMs: number, retryMaxMs: number }
+  /** Forwarding destinations: a JSON file, or the JSON array itself. */
+  destinations: string | undefined
+  /** Bearer token of the admin API; unset: no admin routes. */
+  adminToken: string | undefined
   /** The validated environment, for the providers' own variables. */
   env: Readonly<Record<string, string | undefined>>
 }
@@ -53,6 +60,15 @@ const schema = {
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
+    ROLE: { type: 'string', enum: ['all', 'ingest', 'worker'], default: 'all' },
+    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 4 },
+    WORKER_LEASE_MS: { type: 'integer', minimum: 100, default: 30000 },
+    WORKER_POLL_MS: { type: 'integer', minimum: 10, default: 1000 },
+    WORKER_MAX_ATTEMPTS: { type: 'integer', minimum: 1, default: 8 },
+    WORKER_RETRY_BASE_MS: { type: 'integer', minimum: 1, default: 5000 },
+    WORKER_RETRY_MAX_MS: { type: 'integer', minimum: 1, default: 3600000 },
+    DESTINATIONS: { type: 'string', minLength: 1 },
+    ADMIN_TOKEN: { type: 'string', minLength: 16 },
     PROVIDERS_DIR: { type: 'string', minLength: 1 }
   }
 } as const
@@ -73,6 +89,15 @@ interface RawEnv {
   DB_QUERY_TIMEOUT_MS: number
   SHUTDOWN_TIMEOUT_MS: number
   PROVIDERS_CONFIG?: string
+  ROLE: 'all' | 'ingest' | 'worker'
+  WORKER_CONCURRENCY: number
+  WORKER_LEASE_MS: number
+  WORKER_POLL_MS: number
+  WORKER_MAX_ATTEMPTS: number
+  WORKER_RETRY_BASE_MS: number
+  WORKER_RETRY_MAX_MS: number
+  DESTINATIONS?: string
+  ADMIN_TOKEN?: string
   PROVIDERS_DIR?: string
 }
 
@@ -113,6 +138,17 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
     providersConfig: raw.PROVIDERS_CONFIG,
     providersDir: raw.PROVIDERS_DIR === undefined ? undefined : resolve(raw.PROVIDERS_DIR),
+    role: raw.ROLE,
+    worker: {
+      concurrency: raw.WORKER_CONCURRENCY,
+      leaseMs: raw.WORKER_LEASE_MS,
+      pollMs: raw.WORKER_POLL_MS,
+      maxAttempts: raw.WORKER_MAX_ATTEMPTS,
+      retryBaseMs: raw.WORKER_RETRY_BASE_MS,
+      retryMaxMs: raw.WORKER_RETRY_MAX_MS
+    },
+    destinations: raw.DESTINATIONS,
+    adminToken: raw.ADMIN_TOKEN,
     env: Object.freeze(clean)
   }
 }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
 import type { VerifyResult } from './signatures.js'
+import type { Handler } from './outcomes.js'
 
 /**
  * What a provider declares. `defineProvider` turns it into an encapsulated Fastify plugin that
@@ -29,8 +30,10 @@ export interface ProviderDefinition<Event = any> {
   handshake?: (event: Event) => unknown
   /** The provider's own event id and type. Only called on a verified, parsed body. */
   identify: (event: Event, headers: IncomingHttpHeaders, raw: Buffer) => Identity
+  /** Processing after the 2xx, by event type (or `*` for any): see src/outcomes.ts. */
+  handlers?: Record<string, Handler<Event>>
   /** The answer body the sender expects; default `{ status, run_id }`. */
-  respond?: (result: { status: 'accepted' | 'duplicate', run_id: string }) => unknown
+  respond?: (result: { status: 'accepted' | 'duplicate' | 'conflict', run_id: string }) => unknown
   /** A fresh development secret (never used in production); default 24 random bytes in hex. */
   generateSecret?: () => string
   /** The headers the sender would add to `raw` posted to `url`: lets `npm run send` post a signed test event. */
@@ -71,7 +74,8 @@ declare module 'fastify' {
 export function defineProvider<Event> (definition: ProviderDefinition<Event>): ProviderPlugin {
   async function providerRoutes (fastify: FastifyInstance): Promise<void> {
     const route = fastify.providers.enable(definition)
-    if (route === undefined) return
+    // A worker-only replica knows every provider (for its handlers) but receives nothing.
+    if (route === undefined || fastify.config.role === 'worker') return
     // This scope only: the body stays the exact bytes the sender signed; it is parsed after verification.
     fastify.removeAllContentTypeParsers()
     fastify.addContentTypeParser([...(definition.contentTypes ?? ['application/json'])], { parseAs: 'buffer' }, keepBytes)
@@ -127,7 +131,8 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     raw,
     payload
   })
-  const result = { status: run.duplicate ? 'duplicate' as const : 'accepted' as const, run_id: run.runId }
+  // A payload conflict is committed (and raised for review): the sender must not retry it either.
+  const result = { status: run.status, run_id: run.runId }
   return definition.respond?.(result) ?? result
 }
 

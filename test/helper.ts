@@ -107,7 +107,7 @@ export interface Built {
 
 /**
  * The real gateway on a fresh database, closed when `t` ends. `env` adds to or overrides the
- * test environment (a Stripe secret, the test database, a temp DATA_DIR).
+ * test environment (a Stripe secret, the test database, a temp DATA_DIR, ROLE=ingest).
  */
 export async function build (t: Test, env: Record<string, string | undefined> = {}): Promise<Built> {
   const databaseUrl = env.DATABASE_URL ?? await freshDatabase(t)
@@ -116,6 +116,8 @@ export async function build (t: Test, env: Record<string, string | undefined> = 
     LOG_LEVEL: 'info',
     DATA_DIR: await tempDir(t),
     STRIPE_WEBHOOK_SECRET: STRIPE_SECRET,
+    // Receive only, unless a test is about processing: what ingest stored stays as it was stored.
+    ROLE: 'ingest',
     ...env,
     DATABASE_URL: databaseUrl
   })

@@ -10,6 +10,6 @@ t.test('replicas booting together apply each migration once (advisory lock)', as
   t.ok(results.every(r => r.to === results[0].to && r.to >= 1), 'all end at the latest version')
   const tables = await withClient(databaseUrl, async client =>
     (await client.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'ops' ORDER BY 1")).rows.map(r => r.table_name))
-  t.same(tables, ['run_events', 'runs', 'schema_version'])
+  t.same(tables, ['exceptions', 'run_events', 'runs', 'schema_version'])
   t.same(await migrate(databaseUrl), { from: results[0].to, to: results[0].to }, 'a second boot finds nothing to do')
 })

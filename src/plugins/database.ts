@@ -5,6 +5,13 @@ import { startEmbeddedPostgres } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js'
 import { BootError } from '../errors.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The server in use (DATABASE_URL or the embedded one): for connections outside the pool (LISTEN). */
+    databaseUrl: string
+  }
+}
+
 /**
  * PostgreSQL: the server DATABASE_URL names, or the embedded default under DATA_DIR. Migrations are
  * applied (under an advisory lock) and the connection proven before the plugin resolves, so a bad
@@ -20,6 +27,7 @@ export default fp(async function database (fastify) {
     fastify.addHook('onClose', async () => { await embedded.stop() })
   }
 
+  fastify.decorate('databaseUrl', connectionString)
   const version = await migrate(connectionString).catch((err: Error) => {
     throw new BootError(`cannot use the database at ${withoutPassword(connectionString)}: ${err.message}`, { cause: err })
   })

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { sha256 } from '../signatures.js'
 import { SENSITIVE_HEADERS } from '../redact.js'
 import { DatabaseUnavailableError, HttpError, errorName } from '../errors.js'
+import { RUNS_CHANNEL } from '../queue.js'
 
 /**
  * Storing deliveries. A verified event is recorded in ONE statement (one round trip, one commit):
@@ -22,12 +23,12 @@ export interface Delivery {
   payload: string
 }
 
-export interface IngestResult { runId: string, duplicate: boolean }
+export interface IngestResult { runId: string, status: 'accepted' | 'duplicate' | 'conflict' }
 
 /** What the one log line of a delivery says (plugins/delivery-log.ts). */
 export interface DeliverySummary {
   provider: string
-  outcome: 'accepted' | 'duplicate' | 'rejected' | 'unavailable' | 'handshake'
+  outcome: 'accepted' | 'duplicate' | 'conflict' | 'rejected' | 'unavailable' | 'handshake'
   eventId?: string
   eventType?: string | null
   runId?: string
@@ -47,24 +48,32 @@ declare module 'fastify' {
   }
 }
 
-// The statement snapshot cannot see a run committed by a concurrent delivery of the same event
-// while this INSERT waited on it: then `run` is empty and the caller looks again (a rare race).
+// One statement, one commit: the run (new, or the one already holding the key), its run event, an
+// exception when the same key arrives with different signed bytes (a payload conflict), and a NOTIFY
+// that wakes the workers (delivered at commit). The statement snapshot cannot see a run committed by
+// a concurrent delivery of the same event while this INSERT waited on it: then `run` is empty and
+// the caller looks again (a rare race).
 const INGEST = `
 WITH inserted AS (
   INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status)
   VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $8)
   ON CONFLICT (provider, idempotency_key) DO NOTHING
-  RETURNING run_id
+  RETURNING run_id, status
 ), run AS (
-  SELECT run_id, true AS is_new FROM inserted
+  SELECT run_id, true AS is_new, false AS conflict, status FROM inserted
   UNION ALL
-  SELECT run_id, false FROM ops.runs
+  SELECT run_id, false, body_sha256 <> $5, status FROM ops.runs
   WHERE provider = $1 AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)
 ), appended AS (
   INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, CASE WHEN is_new THEN 'received' ELSE 'duplicate' END, $7::jsonb FROM run
+  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, $7::jsonb FROM run
+), raised AS (
+  INSERT INTO ops.exceptions (run_id, reason, details)
+  SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode($5, 'hex'), 'payload', $4::jsonb, 'delivery', $7::jsonb)
+  FROM run WHERE conflict
 )
-SELECT run_id, is_new FROM run`
+SELECT run_id, is_new, conflict FROM run
+LEFT JOIN LATERAL (SELECT pg_notify('${RUNS_CHANNEL}', '') WHERE run.is_new AND run.status = 'received') AS wake ON true`
 
 /** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
 const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
@@ -85,7 +94,7 @@ export default fp(async function ingest (fastify) {
       ignored ? 'ignored' : 'received'
     ]
     for (let attempt = 0; attempt < 3; attempt++) {
-      let rows: Array<{ run_id: string, is_new: boolean }>
+      let rows: Array<{ run_id: string, is_new: boolean, conflict: boolean }>
       try {
         ({ rows } = await pool.query({ name: 'ingest-delivery', text: INGEST, values }))
       } catch (err) {
@@ -93,9 +102,10 @@ export default fp(async function ingest (fastify) {
       }
       const run = rows[0]
       if (run !== undefined) {
+        const status = run.is_new ? 'accepted' : run.conflict ? 'conflict' : 'duplicate'
         summary.runId = run.run_id
-        summary.outcome = run.is_new ? 'accepted' : 'duplicate'
-        return { runId: run.run_id, duplicate: !run.is_new }
+        summary.outcome = status
+        return { runId: run.run_id, status }
       }
     }
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')

@@ -15,6 +15,8 @@ export interface ProviderRegistry {
   enable: (definition: ProviderDefinition<any>) => ProviderRoute | undefined
   assertEnabled: () => void
   readonly enabled: ReadonlyMap<string, ProviderRoute>
+  /** Every provider loaded, enabled or not: a stored run is processed even if its provider was disabled since. */
+  readonly definitions: ReadonlyMap<string, ProviderDefinition<any>>
   /** Development secrets in use, by variable name (printed at boot, outside production only). */
   readonly generatedSecrets: ReadonlyMap<string, { provider: string, secret: string }>
 }
@@ -30,17 +32,18 @@ const NAME = /^[a-z0-9][a-z0-9_-]*$/
 export function createProviderRegistry (config: Config): ProviderRegistry {
   const enabled = new Map<string, ProviderRoute>()
   const generatedSecrets = new Map<string, { provider: string, secret: string }>()
-  const seen = new Set<string>()
+  const definitions = new Map<string, ProviderDefinition<any>>()
   const listed = config.webhookProviders
 
   return {
     enabled,
+    definitions,
     generatedSecrets,
     enable (definition) {
       const { name, secretEnv } = definition
       if (!NAME.test(name)) throw new ConfigError(`provider name "${name}" must be lowercase letters, digits, - and _`)
-      if (seen.has(name)) throw new ConfigError(`two providers are named "${name}"`)
-      seen.add(name)
+      if (definitions.has(name)) throw new ConfigError(`two providers are named "${name}"`)
+      definitions.set(name, definition)
       if (listed !== undefined && !listed.includes(name)) return undefined
 
       const toleranceEnv = `${name.toUpperCase().replaceAll('-', '_')}_TOLERANCE_SECONDS`
@@ -67,9 +70,9 @@ export function createProviderRegistry (config: Config): ProviderRegistry {
       return route
     },
     assertEnabled () {
-      const unknown = (listed ?? []).filter(name => !seen.has(name))
+      const unknown = (listed ?? []).filter(name => !definitions.has(name))
       if (unknown.length > 0) {
-        throw new ConfigError(`WEBHOOK_PROVIDERS names unknown provider(s): ${unknown.join(', ')} (known: ${[...seen].join(', ')})`)
+        throw new ConfigError(`WEBHOOK_PROVIDERS names unknown provider(s): ${unknown.join(', ')} (known: ${[...definitions.keys()].join(', ')})`)
       }
       if (enabled.size === 0) {
         throw new ConfigError('no webhook provider is enabled: set a provider secret (for example STRIPE_WEBHOOK_SECRET) and WEBHOOK_PROVIDERS')

@@ -1,0 +1,154 @@
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import fp from 'fastify-plugin'
+import pg from 'pg'
+import { loadDestinations, type Destination } from '../destinations.js'
+import { done, worstOf, type Outcome } from '../outcomes.js'
+import {
+  RUNS_CHANNEL, backoffMs, claimRuns, failExhaustedLeases, finishRun, releaseRuns, renewLease, type ClaimedRun, type Finish
+} from '../queue.js'
+
+/**
+ * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
+ * 2xx. Runs inside the gateway (ROLE=all) or alone (ROLE=worker, `hookgate worker`); any number of
+ * them share one database. Woken by NOTIFY on every new run, by a finished job, and by a poll timer
+ * for retries that come due and leases that expire.
+ *
+ * Processing a run: the provider's handler for its event type (or `*`), then every destination
+ * whose pattern matches; no handler and no destination: completed as stored.
+ */
+export default fp(async function worker (fastify) {
+  const { config, log } = fastify
+  if (config.role === 'ingest') return
+  const { pool } = fastify.pg
+  const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+  const destinations = await loadDestinations(config.destinations, config.env)
+  const { concurrency, leaseMs, pollMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
+
+  const active = new Set<Promise<void>>()
+  let stopping = false
+  let wake: () => void = () => {}
+  let listener: pg.Client | undefined
+  let loop: Promise<void> | undefined
+
+  async function run (): Promise<void> {
+    while (!stopping) {
+      const free = concurrency - active.size
+      if (free > 0) {
+        try {
+          await failExhaustedLeases(pool, maxAttempts)
+          for (const claimed of await claimRuns(pool, id, free, leaseMs, maxAttempts)) {
+            const job = processRun(claimed).finally(() => { active.delete(job); wake() })
+            active.add(job)
+          }
+        } catch (err) {
+          log.warn({ err: { message: (err as Error).message } }, 'worker could not claim runs; trying again')
+        }
+      }
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, pollMs)
+        wake = () => { clearTimeout(timer); resolve() }
+      })
+    }
+  }
+
+  async function processRun (claimed: ClaimedRun): Promise<void> {
+    const started = performance.now()
+    const heartbeat = setInterval(() => {
+      renewLease(pool, claimed.run_id, id, leaseMs).catch((err: Error) => log.warn({ run_id: claimed.run_id, err: { message: err.message } }, 'could not renew a lease'))
+    }, Math.max(100, Math.floor(leaseMs / 3)))
+    let outcome: Outcome
+    try {
+      outcome = await dispatch(claimed)
+    } catch (err) {
+      outcome = { outcome: 'retry', reason: (err as Error).message ?? String(err) }
+    } finally {
+      clearInterval(heartbeat)
+    }
+    const ms = Math.round(performance.now() - started)
+    const finish = toFinish(claimed, outcome, ms)
+    try {
+      const recorded = await finishRun(pool, claimed.run_id, id, finish)
+      log.info({ run_id: claimed.run_id, provider: claimed.provider, event_type: claimed.event_type ?? undefined, attempt: claimed.attempts, outcome: finish.status, ms, error: finish.error, stale: recorded ? undefined : true }, 'run processed')
+    } catch (err) {
+      // Not recorded: the lease expires and the run is taken again (at least once, never lost).
+      log.warn({ run_id: claimed.run_id, err: { message: (err as Error).message } }, 'could not record the outcome of a run')
+    }
+  }
+
+  async function dispatch (claimed: ClaimedRun): Promise<Outcome> {
+    const definition = fastify.providers.definitions.get(claimed.provider)
+    const handler = definition?.handlers?.[claimed.event_type ?? ''] ?? definition?.handlers?.['*']
+    if (handler !== undefined) {
+      const outcome = await handler(claimed.payload, {
+        runId: claimed.run_id,
+        provider: claimed.provider,
+        eventType: claimed.event_type,
+        attempt: claimed.attempts,
+        log: log.child({ run_id: claimed.run_id })
+      }) ?? done()
+      if (outcome.outcome !== 'done') return outcome
+    }
+    const targets = destinations.filter((destination: Destination) => destination.matches(claimed.provider, claimed.event_type))
+    return worstOf(await Promise.all(targets.map(async destination => await destination.forward(claimed))))
+  }
+
+  function toFinish (claimed: ClaimedRun, outcome: Outcome, ms: number): Finish {
+    const data = { attempt: claimed.attempts, ms, worker: id }
+    switch (outcome.outcome) {
+      case 'done': return { status: 'completed', data }
+      case 'ignore': return { status: 'ignored', data: { ...data, reason: outcome.reason } }
+      case 'failed': return { status: 'failed', error: outcome.reason, data: { ...data, error: outcome.reason } }
+      case 'exception': return {
+        status: 'exception',
+        error: outcome.reason,
+        data: { ...data, reason: outcome.reason },
+        exception: { reason: outcome.reason, details: outcome.details ?? {} }
+      }
+      case 'retry': {
+        if (claimed.attempts >= maxAttempts) return { status: 'failed', error: outcome.reason, data: { ...data, error: outcome.reason, gave_up: true } }
+        const retryInMs = outcome.afterMs ?? backoffMs(claimed.attempts, retryBaseMs, retryMaxMs)
+        return { status: 'retrying', retryInMs, error: outcome.reason, data: { ...data, error: outcome.reason, retry_in_ms: retryInMs } }
+      }
+    }
+  }
+
+  /** A dedicated connection LISTENs for new runs; if it drops, polling carries on and it reconnects. */
+  async function listen (): Promise<void> {
+    if (stopping) return
+    const client = new pg.Client({ connectionString: fastify.databaseUrl })
+    client.on('error', () => {})
+    client.on('end', () => {
+      if (listener === client && !stopping) setTimeout(() => { listen().catch(() => {}) }, pollMs)
+    })
+    client.on('notification', () => wake())
+    try {
+      await client.connect()
+      await client.query(`LISTEN ${RUNS_CHANNEL}`)
+      listener = client
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'worker cannot LISTEN; polling every WORKER_POLL_MS')
+      await client.end().catch(() => {})
+      if (!stopping) setTimeout(() => { listen().catch(() => {}) }, pollMs)
+    }
+  }
+
+  fastify.addHook('onReady', async () => {
+    await listen()
+    loop = run()
+    log.info({ worker: id, concurrency, destinations: destinations.map(d => d.name) }, 'worker started')
+  })
+
+  // Stops claiming, lets running jobs finish within the shutdown budget, hands back the rest.
+  fastify.addHook('onClose', async () => {
+    stopping = true
+    wake()
+    await loop
+    const deadline = new Promise(resolve => setTimeout(resolve, config.shutdownTimeoutMs / 2).unref())
+    await Promise.race([Promise.allSettled([...active]), deadline])
+    await releaseRuns(pool, id).catch((err: Error) => log.warn({ err: { message: err.message } }, 'could not hand back runs'))
+    const client = listener
+    listener = undefined
+    await client?.end().catch(() => {})
+  })
+}, { name: 'worker', dependencies: ['database', 'providers'] })
