@@ -16,6 +16,7 @@ import errors from './plugins/errors.js'
 import deliveryLog from './plugins/delivery-log.js'
 import health from './plugins/health.js'
 import worker from './plugins/worker.js'
+import admin from './plugins/admin.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,7 +28,7 @@ declare module 'fastify' {
  * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
  * verify hook, error answers, the delivery log line, health, the worker), then every provider file found in
  * src/providers/ (autoloaded: dropping a file there is all it takes), then the no-code providers of
- * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR.
+ * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR, then the admin API (when ADMIN_TOKEN is set).
  */
 const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify, { config }) {
   fastify.decorate('config', config)
@@ -44,6 +45,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
   for (const provider of await extraProviders(config)) await fastify.register(provider)
+  if (config.adminToken !== undefined) await fastify.register(admin, { prefix: '/admin' })
   fastify.providers.assertEnabled()
 }
 

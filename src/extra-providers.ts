@@ -9,6 +9,7 @@ import { apiKeyScheme } from './schemes/api-key.js'
 import { verifyStandardWebhook, standardWebhooksProvider, standardWebhooksDefinition } from './schemes/standard-webhooks.js'
 import { verifyTimestampedHeader } from './schemes/timestamped.js'
 import { ConfigError } from './config.js'
+import * as outcomes from './outcomes.js'
 
 /**
  * Providers that do not live in src/providers/:
@@ -162,7 +163,9 @@ export const kit = {
   verifyStandardWebhook,
   verifyTimestampedHeader,
   /** `export default kit => kit.standardWebhooks({ name: 'clerk', secretEnv: 'CLERK_WEBHOOK_SECRET' })` */
-  standardWebhooks: standardWebhooksDefinition
+  standardWebhooks: standardWebhooksDefinition,
+  /** What a handler returns: done(), ignore(), retryLater(), failed(), raiseException(). */
+  ...outcomes
 }
 export type ProviderKit = typeof kit
 

@@ -7,7 +7,8 @@ import type { FastifyInstance } from 'fastify'
 
 /** Boot only: configuration, the app, graceful shutdown, listen. */
 async function main (): Promise<void> {
-  const config = loadConfig()
+  // `hookgate worker` is ROLE=worker: processing only, no webhook routes.
+  const config = loadConfig(process.argv[2] === 'worker' ? { ...process.env, ROLE: 'worker' } : process.env)
   const app = buildApp(config)
   closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
