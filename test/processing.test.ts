@@ -1,38 +1,16 @@
 import { createServer, type IncomingMessage } from 'node:http'
-import { copyFile, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { Webhook as StandardWebhook } from 'standardwebhooks'
-import type { FastifyInstance } from 'fastify'
 import { build, tempDir } from './helper.js'
+import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
 import { backoffMs } from '../src/queue.js'
 import { patternMatcher } from '../src/destinations.js'
 
-const JOBS_KEY = 'jobs-test-key-0123456789'
 const ADMIN_TOKEN = 'admin-token-0123456789abcdef'
 const DESTINATION_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
-
-/** A folder holding the test provider (test/fixtures/jobs-provider.mjs), for PROVIDERS_DIR. */
-export async function jobsProviderDir (t: Parameters<typeof tempDir>[0]): Promise<string> {
-  const dir = await tempDir(t)
-  await copyFile(join(import.meta.dirname, 'fixtures', 'jobs-provider.mjs'), join(dir, 'jobs.mjs'))
-  return dir
-}
-
-export async function deliverJob (app: FastifyInstance, event: Record<string, unknown>) {
-  return await app.inject({ method: 'POST', url: '/webhooks/jobs', headers: { 'content-type': 'application/json', 'x-test-key': JOBS_KEY }, payload: JSON.stringify(event) })
-}
-
-export async function waitFor<T> (check: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const value = await check()
-    if (value !== undefined && value !== false) return value
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 /** A loopback service standing in for an internal destination; it checks hookgate's signature. */
 async function destinationServer (t: { teardown: (fn: () => Promise<void>) => void }) {

@@ -1,0 +1,99 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
+import t from 'tap'
+import { build, freshDatabase, tempDir, withClient } from './helper.js'
+import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
+
+/**
+ * Worker processes (`node dist/server.js worker`) on one database: killed with SIGKILL mid-run,
+ * and two of them sharing 1,000 runs. Side effects are lines in EFFECTS_FILE, counted afterwards.
+ */
+const serverJs = join(import.meta.dirname, '..', 'dist', 'server.js')
+
+function startWorker (t: { teardown: (fn: () => void) => void }, env: Record<string, string>): { child: ChildProcess, exit: Promise<number | null>, output: () => string } {
+  const child = spawn(process.execPath, [serverJs, 'worker'], {
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', JOBS_KEY, WEBHOOK_PROVIDERS: 'jobs', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout!.on('data', chunk => { output += chunk })
+  child.stderr!.on('data', chunk => { output += chunk })
+  const exit = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  return { child, exit, output: () => output }
+}
+
+const lines = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(line => line !== '')
+
+t.test('kill -9 of a worker mid-run: the lease expires, another worker takes the run, it completes exactly once', async t => {
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const effects = join(await tempDir(t), 'effects.log')
+  const env = { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, EFFECTS_FILE: effects, WORKER_LEASE_MS: '1500', WORKER_POLL_MS: '100', DATA_DIR: await tempDir(t) }
+  const { app } = await build(t, { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, JOBS_KEY, ROLE: 'ingest' })
+
+  const first = startWorker(t, env)
+  const delivery = (await deliverJob(app, { id: `slow-${randomUUID()}`, type: 'slow', ms: 2500 })).json()
+  await waitFor(async () => (await lines(effects)).includes(`start ${delivery.run_id}`), 'the first worker to start the run')
+  first.child.kill('SIGKILL')
+  t.equal(await first.exit, null, 'the first worker died by SIGKILL')
+
+  const started = Date.now()
+  const second = startWorker(t, env)
+  const run = await waitFor(async () => {
+    const { rows: [row] } = await app.pg.query('SELECT status, attempts FROM ops.runs WHERE run_id = $1', [delivery.run_id])
+    return row.status === 'completed' ? row : undefined
+  }, 'another worker to complete the run', 20_000)
+  const tookOverMs = Date.now() - started
+  t.same(run, { status: 'completed', attempts: 2 })
+  const effectLines = await lines(effects)
+  t.equal(effectLines.filter(line => line === `start ${delivery.run_id}`).length, 2, 'started twice (the first attempt died)')
+  t.equal(effectLines.filter(line => line === `done ${delivery.run_id}`).length, 1, 'completed exactly once')
+  const { rows: history } = await app.pg.query('SELECT type, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [delivery.run_id])
+  t.same(history.map(e => e.type), ['received', 'processing', 'processing', 'completed'])
+  t.equal(history[2].data.lease_expired, true, 'the second claim took an expired lease')
+  t.not(history[1].data.worker, history[2].data.worker, 'by another worker')
+  t.comment(`kill -9 → completed by the second worker ${tookOverMs} ms after it started (lease 1500 ms, handler 2500 ms)`)
+
+  second.child.kill('SIGTERM')
+  t.equal(await second.exit, 0, 'SIGTERM: the worker exits 0')
+})
+
+t.test('two worker processes on one database process 1,000 runs, none twice', async t => {
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const effects = join(await tempDir(t), 'effects.log')
+  await writeFile(effects, '')
+  const { app } = await build(t, { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, JOBS_KEY, ROLE: 'ingest' })
+  await withClient(databaseUrl, async client => {
+    await client.query(`
+      INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256)
+      SELECT 'jobs', 'bulk-' || i, 'ok', jsonb_build_object('id', 'bulk-' || i, 'type', 'ok'), sha256(('bulk-' || i)::bytea)
+      FROM generate_series(1, 1000) AS i`)
+  })
+  const env = { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, EFFECTS_FILE: effects, WORKER_CONCURRENCY: '8', WORKER_POLL_MS: '50', DATA_DIR: await tempDir(t) }
+  const started = Date.now()
+  const workers = [startWorker(t, env), startWorker(t, env)]
+  await waitFor(async () => {
+    const { rows: [row] } = await app.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE status = 'completed'")
+    return row.n === 1000
+  }, '1,000 runs to complete', 60_000)
+  const elapsed = Date.now() - started
+
+  const effectLines = await lines(effects)
+  const runIds = new Set(effectLines.map(line => line.split(' ')[1]))
+  t.equal(effectLines.length, 1000, 'the handler ran 1,000 times')
+  t.equal(runIds.size, 1000, 'once per run: none twice')
+  const { rows: perWorker } = await app.pg.query(
+    "SELECT data->>'worker' AS worker, count(*)::int AS n FROM ops.run_events WHERE type = 'completed' GROUP BY 1 ORDER BY 1")
+  t.equal(perWorker.length, 2, 'both workers took part')
+  t.ok(perWorker.every(w => w.n > 50), `split ${perWorker.map(w => w.n).join(' / ')}`)
+  const { rows: [attempts] } = await app.pg.query('SELECT max(attempts)::int AS max FROM ops.runs')
+  t.equal(attempts.max, 1, 'no run was claimed twice')
+  t.comment(`two workers × concurrency 8: 1,000 runs in ${elapsed} ms (${Math.round(1000 / (elapsed / 1000))} runs/s, including process start), split ${perWorker.map(w => w.n).join(' / ')}`)
+
+  for (const worker of workers) worker.child.kill('SIGTERM')
+  t.same(await Promise.all(workers.map(async w => await w.exit)), [0, 0], 'both exit 0')
+})
