@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { envSchema } from 'env-schema'
 import { BootError } from './errors.js'
@@ -109,6 +110,21 @@ export function validateEnv<T> (schema: object, data: Record<string, string | un
     // Ajv says "env/PORT must be integer"; say it the way an operator reads it.
     const message = (err as Error).message.replace(/env\/(\w+)/g, '$1')
     throw new ConfigError(`invalid configuration: ${message}`)
+  }
+}
+
+/**
+ * A JSON setting (PROVIDERS_CONFIG, DESTINATIONS): the JSON itself when it starts with `[` or `{`,
+ * else the path of a JSON file. A file that cannot be read or JSON that cannot be parsed is a boot error.
+ */
+export async function readJsonSetting (variable: string, value: string): Promise<unknown> {
+  const text = /^\s*[[{]/.test(value) ? value : await readFile(value, 'utf8').catch((err: Error) => {
+    throw new ConfigError(`${variable}: cannot read ${value}: ${err.message}`)
+  })
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`${variable} is not valid JSON: ${(err as Error).message}`)
   }
 }
 

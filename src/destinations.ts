@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises'
 import { Ajv } from 'ajv'
-import { ConfigError } from './config.js'
+import { ConfigError, readJsonSetting } from './config.js'
 import { parseSecrets } from './plugins/providers.js'
 import { signStandardWebhook } from './schemes/standard-webhooks.js'
 import { done, failed, raiseException, retryLater, type Outcome } from './outcomes.js'
@@ -51,15 +50,7 @@ const validate = new Ajv({ useDefaults: true, allErrors: true }).compile(schema)
 
 export async function loadDestinations (value: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<Destination[]> {
   if (value === undefined) return []
-  const text = /^\s*[[{]/.test(value) ? value : await readFile(value, 'utf8').catch((err: Error) => {
-    throw new ConfigError(`DESTINATIONS: cannot read ${value}: ${err.message}`)
-  })
-  let config: unknown
-  try {
-    config = JSON.parse(text)
-  } catch (err) {
-    throw new ConfigError(`DESTINATIONS is not valid JSON: ${(err as Error).message}`)
-  }
+  const config = await readJsonSetting('DESTINATIONS', value)
   if (!validate(config)) throw new ConfigError(`invalid DESTINATIONS: ${new Ajv().errorsText(validate.errors, { dataVar: 'DESTINATIONS' })}`)
   return (config as DestinationConfig[]).map(entry => {
     const [secret] = parseSecrets(env[entry.secretEnv], entry.secretEnv)

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Ajv } from 'ajv'
@@ -8,7 +8,7 @@ import { hmacScheme, decodeDigest, type HmacScheme } from './schemes/hmac.js'
 import { apiKeyScheme } from './schemes/api-key.js'
 import { verifyStandardWebhook, standardWebhooksProvider, standardWebhooksDefinition } from './schemes/standard-webhooks.js'
 import { verifyTimestampedHeader } from './schemes/timestamped.js'
-import { ConfigError } from './config.js'
+import { ConfigError, readJsonSetting } from './config.js'
 import * as outcomes from './outcomes.js'
 
 /**
@@ -17,7 +17,7 @@ import * as outcomes from './outcomes.js'
  * - drop-in files in PROVIDERS_DIR (mounted into the image: no rebuild), see docs/providers/TEMPLATE.mjs.
  */
 export async function extraProviders (config: { providersConfig?: string, providersDir?: string }): Promise<ProviderPlugin[]> {
-  const configured = config.providersConfig === undefined ? [] : configuredProviders(await readProvidersConfig(config.providersConfig))
+  const configured = config.providersConfig === undefined ? [] : configuredProviders(await readJsonSetting('PROVIDERS_CONFIG', config.providersConfig))
   const dropIns = config.providersDir === undefined ? [] : await loadDropInProviders(config.providersDir)
   return [...configured, ...dropIns]
 }
@@ -88,18 +88,6 @@ interface ProviderConfig {
 }
 
 const validate = new Ajv({ useDefaults: true, allErrors: true }).compile({ type: 'array', items: providerSchema })
-
-/** PROVIDERS_CONFIG is the JSON itself when it starts with `[` (or `{`), else the path of a JSON file. */
-async function readProvidersConfig (value: string): Promise<unknown> {
-  const text = /^\s*[[{]/.test(value) ? value : await readFile(value, 'utf8').catch((err: Error) => {
-    throw new ConfigError(`PROVIDERS_CONFIG: cannot read ${value}: ${err.message}`)
-  })
-  try {
-    return JSON.parse(text)
-  } catch (err) {
-    throw new ConfigError(`PROVIDERS_CONFIG is not valid JSON: ${(err as Error).message}`)
-  }
-}
 
 /** The no-code providers of a validated configuration; a bad entry is a boot error naming the field. */
 export function configuredProviders (config: unknown): ProviderPlugin[] {

@@ -202,3 +202,12 @@ t.test('backoff and patterns', async t => {
   t.notOk(match(null))
   t.ok(patternMatcher(undefined)(null))
 })
+
+t.test('a bad DESTINATIONS is a boot error that names the entry and field', async t => {
+  await t.rejects(build(t, { ROLE: 'all', DESTINATIONS: JSON.stringify([{ name: 'x', url: 'ftp://x', secretEnv: 'X_SECRET' }]) }),
+    { message: /invalid DESTINATIONS: DESTINATIONS\/0\/url must match pattern/ })
+  await t.rejects(build(t, { ROLE: 'all', DESTINATIONS: JSON.stringify([{ name: 'billing', url: 'http://127.0.0.1:1/', secretEnv: 'BILLING_DESTINATION_SECRET' }]) }),
+    { message: 'destination billing: BILLING_DESTINATION_SECRET is not set (a whsec_ secret to sign what it receives)' })
+  await t.rejects(build(t, { ROLE: 'all', DESTINATIONS: '/nonexistent/destinations.json' }), { message: /DESTINATIONS: cannot read/ })
+  await t.rejects(build(t, { ROLE: 'all', DESTINATIONS: '[oops' }), { message: /DESTINATIONS is not valid JSON/ })
+})
