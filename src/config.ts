@@ -28,6 +28,8 @@ export interface Config {
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
   shutdownTimeoutMs: number
+  /** After SIGTERM: /readyz answers 503 at once, deliveries are still served this long, then the server closes. */
+  drainDelayMs: number
   /** No-code providers: a JSON file, or the JSON array itself. */
   providersConfig: string | undefined
   /** Drop-in provider files, loaded after the built-in ones (mount it into the image). */
@@ -60,6 +62,7 @@ const schema = {
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
+    DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
     ROLE: { type: 'string', enum: ['all', 'ingest', 'worker'], default: 'all' },
     WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 4 },
@@ -89,6 +92,7 @@ interface RawEnv {
   DB_CONNECT_TIMEOUT_MS: number
   DB_QUERY_TIMEOUT_MS: number
   SHUTDOWN_TIMEOUT_MS: number
+  DRAIN_DELAY_MS: number
   PROVIDERS_CONFIG?: string
   ROLE: 'all' | 'ingest' | 'worker'
   WORKER_CONCURRENCY: number
@@ -152,6 +156,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
+    drainDelayMs: raw.DRAIN_DELAY_MS,
     providersConfig: raw.PROVIDERS_CONFIG,
     providersDir: raw.PROVIDERS_DIR === undefined ? undefined : resolve(raw.PROVIDERS_DIR),
     role: raw.ROLE,

@@ -10,9 +10,16 @@ async function main (): Promise<void> {
   // `hookgate worker` is ROLE=worker: processing only, no webhook routes.
   const config = loadConfig(process.argv[2] === 'worker' ? { ...process.env, ROLE: 'worker' } : process.env)
   const app = buildApp(config)
-  closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ signal, err }) => {
-    if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
-    else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight deliveries')
+  // The deadline covers the drain and the close; a second signal forces the exit.
+  closeWithGrace({ delay: config.drainDelayMs + config.shutdownTimeoutMs }, async ({ signal, err }) => {
+    app.draining = true
+    if (err !== undefined) {
+      app.log.error({ err }, 'shutting down after an error')
+    } else if (config.drainDelayMs > 0) {
+      app.log.info({ signal, drain_ms: config.drainDelayMs }, 'draining: /readyz answers 503, deliveries still served')
+      await new Promise(resolve => setTimeout(resolve, config.drainDelayMs))
+    }
+    app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight deliveries')
     await app.close()
   })
   await app.listen({ port: config.port, host: config.host })

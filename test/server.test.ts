@@ -147,3 +147,26 @@ t.test('boot errors are clear and exit non-zero', async t => {
     t.notMatch(stderr, /    at /, `${name}: one clear line, no stack trace`)
   }
 })
+
+t.test('SIGTERM with DRAIN_DELAY_MS: /readyz turns 503 at once, deliveries are still served, then exit 0', async t => {
+  const databaseUrl = await freshDatabase(t)
+  const server = await startServer(t, { DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: STRIPE_SECRET, DATA_DIR: await tempDir(t), DRAIN_DELAY_MS: '1500' })
+  t.equal((await fetch(`${server.url}/readyz`)).status, 200)
+  server.child.kill('SIGTERM')
+  const ready = await waitFor503(`${server.url}/readyz`)
+  t.equal(ready.status, 503, 'not ready while draining')
+  t.equal(ready.headers.get('retry-after'), '5')
+  t.same(await ready.json(), { status: 'draining' })
+  const during = await postStripe(server.url, JSON.stringify(stripeEvent()), STRIPE_SECRET)
+  t.equal(during.status, 200, 'a delivery during the drain is still accepted')
+  t.equal(await server.exit, 0, 'exit 0 after the drain')
+})
+
+async function waitFor503 (url: string): Promise<Response> {
+  for (let i = 0; i < 50; i++) {
+    const res = await fetch(url)
+    if (res.status === 503) return res
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  throw new Error('/readyz never turned 503')
+}
