@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url'
 import { Ajv } from 'ajv'
 import { defineProvider, formFields, parseJson, valueAt, type ProviderDefinition, type ProviderPlugin } from './provider.js'
 import * as signatures from './signatures.js'
-import { hmacScheme, decodeDigest, type HmacScheme } from './schemes/hmac.js'
+import { hmacScheme, type HmacScheme } from './schemes/hmac.js'
 import { apiKeyScheme } from './schemes/api-key.js'
 import { verifyStandardWebhook, standardWebhooksProvider, standardWebhooksDefinition } from './schemes/standard-webhooks.js'
 import { verifyTimestampedHeader } from './schemes/timestamped.js'
@@ -142,7 +142,6 @@ function configuredProvider (entry: ProviderConfig): ProviderPlugin {
 /** What a drop-in file's exported function receives: the schemes and primitives, no import paths needed. */
 export const kit = {
   ...signatures,
-  decodeDigest,
   parseJson,
   formFields,
   valueAt,

@@ -62,11 +62,21 @@ export function matchesAny (expected: Buffer, candidates: readonly Buffer[]): bo
 }
 
 const HEX = /^[0-9a-fA-F]+$/
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/
 
-/** Decodes hex of exactly `bytes` bytes, or undefined (odd length, truncated, not hex). */
-export function decodeHex (value: string, bytes: number): Buffer | undefined {
-  if (value.length !== bytes * 2 || !HEX.test(value)) return undefined
-  return Buffer.from(value, 'hex')
+export function isBase64 (value: string): boolean {
+  return BASE64.test(value)
+}
+
+/**
+ * Decodes a hex or (canonical, padded) base64 digest of exactly `bytes` bytes, or undefined: odd
+ * length, truncated, wrong alphabet. Buffer.from alone would silently stop at the first bad character.
+ */
+export function decodeDigest (value: string, encoding: 'hex' | 'base64', bytes: number): Buffer | undefined {
+  if (encoding === 'hex') return value.length === bytes * 2 && HEX.test(value) ? Buffer.from(value, 'hex') : undefined
+  if (!BASE64.test(value)) return undefined
+  const decoded = Buffer.from(value, 'base64')
+  return decoded.length === bytes && decoded.toString('base64') === value ? decoded : undefined
 }
 
 /**

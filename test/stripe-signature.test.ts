@@ -1,7 +1,7 @@
 import t from 'tap'
 import Stripe from 'stripe'
 import { verifyStripeSignature, signStripePayload } from '../src/providers/stripe.js'
-import { constantTimeEqual, hmac, checkTimestamp, decodeHex } from '../src/signatures.js'
+import { constantTimeEqual, hmac, checkTimestamp, decodeDigest } from '../src/signatures.js'
 import { STRIPE_SECRET, stripeSignature } from './helper.js'
 
 const stripe = new Stripe('sk_test_hookgate')
@@ -86,8 +86,8 @@ t.test('building blocks', async t => {
   t.ok(constantTimeEqual('abc', 'abc'))
   t.notOk(constantTimeEqual('abc', 'abcd'), 'different lengths compare false without throwing')
   t.notOk(constantTimeEqual(Buffer.from('a'), Buffer.alloc(0)))
-  t.equal(decodeHex('0a0B', 2)?.toString('hex'), '0a0b')
-  t.equal(decodeHex('0a0', 2), undefined)
+  t.equal(decodeDigest('0a0B', 'hex', 2)?.toString('hex'), '0a0b')
+  t.equal(decodeDigest('0a0', 'hex', 2), undefined)
   t.same(checkTimestamp('', now, 300), { ok: false, reason: 'missing_timestamp' })
   t.same(checkTimestamp('1234567890123', now, 300), { ok: false, reason: 'malformed_signature_header' })
 })

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { defineProvider, formFields, isForm } from '../provider.js'
-import { constantTimeEqual, headerValue, hmac, matchesAny, rejected, sha256, verified, type VerifyResult } from '../signatures.js'
-import { decodeDigest } from '../schemes/hmac.js'
+import { constantTimeEqual, decodeDigest, headerValue, hmac, matchesAny, rejected, sha256, verified, type VerifyResult } from '../signatures.js'
 
 /**
  * Twilio: `X-Twilio-Signature` = base64 HMAC-SHA1(auth token, URL + every POST parameter name+value,

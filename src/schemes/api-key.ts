@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { constantTimeEqual, headerValue, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH, type VerifyResult } from '../signatures.js'
+import { constantTimeEqual, headerValue, isBase64, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH, type VerifyResult } from '../signatures.js'
 
 /**
  * A shared key in a header instead of a signature (SePay, and no-code providers): `Apikey <key>`,
@@ -32,7 +32,7 @@ export function apiKeyScheme (scheme: ApiKeyScheme) {
         presented = value.slice(prefix.length)
       }
       if (scheme.basic === true) {
-        if (!/^[A-Za-z0-9+/]+={0,2}$/.test(presented)) return rejected('malformed_signature_header')
+        if (!isBase64(presented)) return rejected('malformed_signature_header')
         presented = Buffer.from(presented, 'base64').toString('utf8')
       }
       let match = false

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import {
-  type VerifyResult, checkTimestamp, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
+  type VerifyResult, checkTimestamp, decodeDigest, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
 
 /**
@@ -24,7 +24,6 @@ export interface HmacScheme {
 }
 
 const DIGEST_BYTES = { sha1: 20, sha256: 32, sha512: 64 } as const
-const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/
 
 type Part = string | { field: 'body' | 'timestamp' | 'id' }
 
@@ -46,16 +45,6 @@ export function compileSignedContent (template: string): Part[] {
   }
   if (body !== 1) throw new Error(`signed content "${template}" must contain {body} exactly once`)
   return parts
-}
-
-/** Decodes a hex or base64 digest of exactly `bytes` bytes, or undefined. */
-export function decodeDigest (value: string, encoding: 'hex' | 'base64', bytes: number): Buffer | undefined {
-  if (encoding === 'hex') {
-    return value.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(value) ? Buffer.from(value, 'hex') : undefined
-  }
-  if (!BASE64.test(value)) return undefined
-  const decoded = Buffer.from(value, 'base64')
-  return decoded.length === bytes && decoded.toString('base64') === value ? decoded : undefined
 }
 
 /** Builds the verifier and signer of one scheme; the template is compiled once. */

@@ -2,9 +2,8 @@ import { createPublicKey, randomBytes, verify as verifySignature, type KeyObject
 import type { IncomingHttpHeaders } from 'node:http'
 import { defineProvider, type ProviderDefinition, type ProviderPlugin } from '../provider.js'
 import {
-  type VerifyResult, checkTimestamp, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
+  type VerifyResult, checkTimestamp, decodeDigest, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
-import { decodeDigest } from './hmac.js'
 
 /**
  * Standard Webhooks (Svix, and every sender built on it: Clerk, Resend, ...):

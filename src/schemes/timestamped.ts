@@ -1,5 +1,5 @@
 import {
-  type VerifyResult, checkTimestamp, decodeHex, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
+  type VerifyResult, checkTimestamp, decodeDigest, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
 
 /**
@@ -35,7 +35,7 @@ export function verifyTimestampedHeader (
       if (timestamp !== undefined) return rejected('malformed_signature_header')
       timestamp = value
     } else if (key === format.signatureKey) {
-      const signature = decodeHex(value, 32)
+      const signature = decodeDigest(value, 'hex', 32)
       if (signature === undefined) return rejected('malformed_signature_header')
       signatures.push(signature)
     } else {
