@@ -14,6 +14,14 @@ const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 50
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
+const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
+// BENCH_LEVERS=1: the unique-events scenario again with one lever undone at a time.
+const LEVERS = [
+  ['lever: no group commit (INGEST_BATCH_SIZE=1)', {}, { INGEST_BATCH_SIZE: '1' }],
+  ['lever: one batch in flight (INGEST_BATCH_CONCURRENCY=1)', {}, { INGEST_BATCH_CONCURRENCY: '1' }],
+  ['lever: no delivery log line (LOG_LEVEL=warn)', {}, { LOG_LEVEL: 'warn' }],
+  ['lever: pool of 2 connections (DB_POOL_MAX=2)', {}, { DB_POOL_MAX: '2' }]
+]
 
 /** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
 const template = {
@@ -55,6 +63,35 @@ async function waitReady (url) {
   throw new Error(`not ready: ${url}`)
 }
 
+/** CPU seconds used so far by one process, or by every process named `postgres`. */
+async function cpuSeconds (pid) {
+  const { readdir } = await import('node:fs/promises')
+  const pids = pid === 'postgres'
+    ? (await Promise.all((await readdir('/proc')).filter(p => /^\d+$/.test(p)).map(async p => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'postgres' ? p : null))).filter(Boolean)
+    : [pid]
+  let ticks = 0
+  for (const p of pids) {
+    const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  }
+  return ticks / 100
+}
+
+/** CPU per request (µs) of the server, PostgreSQL and the load generator during one run. */
+async function measureCpu (serverPid, run) {
+  let before
+  const result = await run(async () => { before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres'), client: process.cpuUsage() } })
+  const client = process.cpuUsage(before.client)
+  const n = result.result.requests.total || 1
+  result.cpu = {
+    server: Math.round(1e6 * (await cpuSeconds(serverPid) - before.server) / n),
+    pg: Math.round(1e6 * (await cpuSeconds('postgres') - before.pg) / n),
+    client: Math.round((client.user + client.system) / n)
+  }
+  return result
+}
+
 async function peakRssMb (pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
   const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0)
@@ -65,7 +102,7 @@ async function peakRssMb (pid) {
  * One autocannon run. The signed requests are built before the run (the load generator shares the
  * 2 cores: signing during the run would measure the client); `duplicateShare` of them reuse an id.
  */
-async function load (url, { duplicateShare = 0, rate } = {}) {
+async function load (url, { duplicateShare = 0, rate } = {}, onStart = async () => {}) {
   const POOL = 150_000
   const ids = []
   const pool = new Array(POOL)
@@ -78,6 +115,7 @@ async function load (url, { duplicateShare = 0, rate } = {}) {
   let next = 0
   const acceptedRuns = []
   let duplicates = 0
+  await onStart()
   const result = await autocannon({
     url,
     connections: CONNECTIONS,
@@ -96,12 +134,12 @@ async function load (url, { duplicateShare = 0, rate } = {}) {
   return { result, acceptedRuns, duplicates }
 }
 
-function row (name, { result }, ceiling, rss, extra = '') {
+function row (name, { result, cpu }, ceiling, rss, extra = '') {
   const rps = Math.round(result.requests.average)
   return {
     name, rps, ratio: ceiling === undefined ? 1 : rps / ceiling,
     p50: result.latency.p50, p99: result.latency.p99, p999: result.latency.p99_9,
-    errors: result.errors + result.timeouts, non2xx: result.non2xx, rss, extra
+    errors: result.errors + result.timeouts, non2xx: result.non2xx, rss, extra, cpu
   }
 }
 
@@ -116,7 +154,7 @@ try {
   const bare = fork(join(import.meta.dirname, 'bare-server.mjs'), { env: { PORT: String(barePort) }, stdio: 'ignore' })
   children.push(bare)
   await new Promise(resolve => bare.once('message', resolve))
-  const ceilingRun = await load(`http://127.0.0.1:${barePort}`)
+  const ceilingRun = await measureCpu(bare.pid, async onStart => await load(`http://127.0.0.1:${barePort}`, {}, onStart))
   rows.push(row('bare Fastify, same body (ceiling)', ceilingRun, undefined, await peakRssMb(bare.pid)))
   bare.kill()
   const ceiling = rows[0].rps
@@ -125,20 +163,21 @@ try {
   const scenarios = [
     ['hookgate, unique events', {}],
     ['hookgate, 30 % duplicates', { duplicateShare: 0.3 }],
-    ['hookgate, fixed 1,000 req/s', { rate: 1000 }]
-  ]
-  for (const [index, [name, options]] of scenarios.entries()) {
+    ['hookgate, fixed 1,000 req/s', { rate: 1000 }],
+    ...(process.env.BENCH_LEVERS === undefined ? [] : LEVERS)
+  ].filter(([name]) => ONLY === undefined || ONLY.test(name))
+  for (const [index, [name, options, gatewayEnv = {}]] of scenarios.entries()) {
     const port = await freePort()
     const dbName = `bench_${index}`
     await pgQuery(database.connectionString, `CREATE DATABASE ${dbName}`)
     const databaseUrl = database.connectionString.replace(/\/postgres$/, `/${dbName}`)
-    const gateway = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
-      env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'ingest', DATA_DIR: work },
-      stdio: 'ignore'
+    const gateway = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []), join(root, 'dist', 'server.js')], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'ingest', DATA_DIR: work, ...JSON.parse(process.env.BENCH_ENV ?? '{}'), ...gatewayEnv },
+      stdio: ['ignore', 'ignore', process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
     children.push(gateway)
     await waitReady(`http://127.0.0.1:${port}/readyz`)
-    const run = await load(`http://127.0.0.1:${port}`, options)
+    const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, onStart))
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
     await new Promise(resolve => gateway.once('exit', resolve))
@@ -157,7 +196,7 @@ try {
   await rm(work, { recursive: true, force: true })
 }
 
-console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss })))
+console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, 'PostgreSQL': r.cpu.pg, 'load generator': r.cpu.client })))
 await writeReport(rows)
 
 async function pgQuery (connectionString, text, values) {

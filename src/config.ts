@@ -27,6 +27,8 @@ export interface Config {
   dbPoolMax: number
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
+  /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once. */
+  ingestBatch: { size: number, concurrency: number }
   shutdownTimeoutMs: number
   /** After SIGTERM: /readyz answers 503 at once, deliveries are still served this long, then the server closes. */
   drainDelayMs: number
@@ -61,6 +63,8 @@ const schema = {
     DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
+    INGEST_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    INGEST_BATCH_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
     DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
@@ -91,6 +95,8 @@ interface RawEnv {
   DB_POOL_MAX: number
   DB_CONNECT_TIMEOUT_MS: number
   DB_QUERY_TIMEOUT_MS: number
+  INGEST_BATCH_SIZE: number
+  INGEST_BATCH_CONCURRENCY: number
   SHUTDOWN_TIMEOUT_MS: number
   DRAIN_DELAY_MS: number
   PROVIDERS_CONFIG?: string
@@ -155,6 +161,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
+    ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY },
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
     drainDelayMs: raw.DRAIN_DELAY_MS,
     providersConfig: raw.PROVIDERS_CONFIG,

@@ -5,11 +5,13 @@ import { sha256 } from '../signatures.js'
 import { SENSITIVE_HEADERS } from '../redact.js'
 import { DatabaseUnavailableError, HttpError, errorName } from '../errors.js'
 import { RUNS_CHANNEL } from '../queue.js'
+import { createBatcher } from '../batcher.js'
 
 /**
- * Storing deliveries. A verified event is recorded in ONE statement (one round trip, one commit):
- * the run is inserted ON CONFLICT DO NOTHING and a 'received' or 'duplicate' run event is appended
- * to whichever run holds the key. The handler answers only after that statement has committed.
+ * Storing deliveries. A verified event is recorded by ONE statement (one round trip, one commit)
+ * shared with the deliveries that arrived at the same moment (group commit, src/batcher.ts): the
+ * run is inserted ON CONFLICT DO NOTHING and a 'received' or 'duplicate' run event is appended to
+ * whichever run holds the key. The handler answers only after that statement has committed.
  */
 export interface Delivery {
   provider: string
@@ -48,59 +50,95 @@ declare module 'fastify' {
   }
 }
 
-// One statement, one commit: the run (new, or the one already holding the key), its run event, an
-// exception when the same key arrives with different signed bytes (a payload conflict), and a NOTIFY
-// that wakes the workers (delivered at commit). The statement snapshot cannot see a run committed by
-// a concurrent delivery of the same event while this INSERT waited on it: then `run` is empty and
-// the caller looks again (a rare race).
+// One statement, one commit, for a whole batch of deliveries (src/batcher.ts): the runs (new, or the
+// ones already holding their keys), one run event per delivery, an exception for each delivery whose
+// key arrives with different signed bytes (a payload conflict), and one NOTIFY that wakes the
+// workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
+// others are its duplicates. Keys are inserted in order so that two batches never wait on each other
+// in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
+// INSERT waited on it: such a delivery gets no row and is sent again (a rare race).
 const INGEST = `
-WITH inserted AS (
+WITH input AS (
+  SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
+    decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
+), inserted AS (
   INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status)
-  VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $8)
+  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status
+  FROM input ORDER BY provider, idempotency_key, ord
   ON CONFLICT (provider, idempotency_key) DO NOTHING
-  RETURNING run_id, status
-), run AS (
-  SELECT run_id, true AS is_new, false AS conflict, status FROM inserted
+  RETURNING run_id, provider, idempotency_key, body_sha256, status
+), found AS (
+  SELECT run_id, provider, idempotency_key, body_sha256, status, true AS created FROM inserted
   UNION ALL
-  SELECT run_id, false, body_sha256 <> $5, status FROM ops.runs
-  WHERE provider = $1 AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM inserted)
+  SELECT r.run_id, k.provider, k.idempotency_key, r.body_sha256, r.status, false
+  FROM (SELECT DISTINCT provider, idempotency_key FROM input) AS k
+  CROSS JOIN LATERAL (
+    SELECT run_id, body_sha256, status FROM ops.runs
+    WHERE provider = k.provider AND idempotency_key = k.idempotency_key LIMIT 1
+  ) AS r
+), run AS (
+  SELECT d.ord, f.run_id, f.status, d.delivery, d.payload, d.body_sha256,
+    f.created AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
+    d.body_sha256 <> f.body_sha256 AS conflict
+  FROM input d JOIN found f USING (provider, idempotency_key)
 ), appended AS (
   INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, $7::jsonb FROM run
+  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, delivery
+  FROM run ORDER BY ord
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
-  SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode($5, 'hex'), 'payload', $4::jsonb, 'delivery', $7::jsonb)
-  FROM run WHERE conflict
+  SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery)
+  FROM run WHERE conflict ORDER BY ord
+), wake AS (
+  SELECT count(pg_notify('${RUNS_CHANNEL}', '')) FROM (SELECT FROM run WHERE is_new AND status = 'received' LIMIT 1) AS one
 )
-SELECT run_id, is_new, conflict FROM run
-LEFT JOIN LATERAL (SELECT pg_notify('${RUNS_CHANNEL}', '') WHERE run.is_new AND run.status = 'received') AS wake ON true`
+SELECT ord, run_id, is_new, conflict FROM run, wake`
 
 /** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
 const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
 
+/**
+ * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
+ * body sha256 in hex, headers, delivery facts, status). The batch is these joined into one JSON
+ * array, parsed once by PostgreSQL; the payload goes in as the JSON text it was validated as.
+ */
+type Row = string
+interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
+
 export default fp(async function ingest (fastify) {
   const { pool } = fastify.pg
   fastify.decorateRequest('delivery', null)
+  const batcher = createBatcher<Row, StoredRow | undefined>({
+    maxSize: fastify.config.ingestBatch.size,
+    concurrency: fastify.config.ingestBatch.concurrency,
+    run: async rows => await storeBatch(rows)
+  })
+
+  /** Stores a batch; a payload PostgreSQL refuses fails only its own delivery (the batch is split). */
+  async function storeBatch (rows: Row[]): Promise<Array<StoredRow | undefined | Error>> {
+    try {
+      const { rows: stored } = await pool.query<StoredRow & { ord: string }>({ name: 'ingest-deliveries', text: INGEST, values: [`[${rows.join(',')}]`] })
+      // No hole for a delivery that got no row (the race above): `undefined`, in its place.
+      const byOrd = new Array<StoredRow | undefined>(rows.length).fill(undefined)
+      for (const row of stored) byOrd[Number(row.ord) - 1] = row
+      return byOrd
+    } catch (err) {
+      if (isDataError(err) && rows.length > 1) return await Promise.all(rows.map(async row => (await storeBatch([row]))[0]))
+      return rows.map(() => storageError(err))
+    }
+  }
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
     const { provider, idempotencyKey, eventType, ignored, raw, payload } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
-    const values = [
-      provider, idempotencyKey, eventType, payload, sha256(raw),
-      JSON.stringify(storableHeaders(request.headers, signatureHeaders)),
-      JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length }),
-      ignored ? 'ignored' : 'received'
-    ]
+    const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
+      `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
+      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })},"${ignored ? 'ignored' : 'received'}"]`
     for (let attempt = 0; attempt < 3; attempt++) {
-      let rows: Array<{ run_id: string, is_new: boolean, conflict: boolean }>
-      try {
-        ({ rows } = await pool.query({ name: 'ingest-delivery', text: INGEST, values }))
-      } catch (err) {
-        throw storageError(err)
-      }
-      const run = rows[0]
+      const run = await batcher.push(row)
       if (run !== undefined) {
         const status = run.is_new ? 'accepted' : run.conflict ? 'conflict' : 'duplicate'
         summary.runId = run.run_id
@@ -154,12 +192,17 @@ function storableHeaders (headers: IncomingHttpHeaders, signatureHeaders: readon
 }
 
 /**
- * A payload PostgreSQL refuses to store (class 22: a \u0000 or a lone surrogate in a JSON string)
+ * A payload PostgreSQL refuses to store (a \u0000 or a lone surrogate in a JSON string, nesting too deep)
  * is the sender's problem: 400, and retrying will not help. Anything else means we could not
  * commit: 503 so that the sender retries.
  */
 function storageError (err: unknown): Error {
-  const code = (err as { code?: unknown }).code
-  if (typeof code === 'string' && code.startsWith('22')) return new HttpError(400, 'unstorable_payload', 'the payload cannot be stored as JSON')
+  if (isDataError(err)) return new HttpError(400, 'unstorable_payload', 'the payload cannot be stored as JSON')
   return new DatabaseUnavailableError('the database could not commit the delivery, try again', err)
+}
+
+/** Class 22 (data exception) or 54 (program limit: a JSON nested past PostgreSQL's stack depth). */
+function isDataError (err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('54'))
 }

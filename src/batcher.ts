@@ -1,0 +1,73 @@
+/**
+ * Group commit without a timer. Items pushed while fewer than `concurrency` batches are in flight
+ * leave at once (after the current I/O phase, so a burst read in one turn of the event loop goes
+ * together); items pushed while the database is busy wait for the next free slot and leave together,
+ * up to `maxSize` per batch. A lone request is never held back; under load, batches grow by
+ * themselves to whatever arrived during one commit.
+ *
+ * `run` answers each item of a batch in order: a value, or an Error for that item alone. If `run`
+ * throws, every item of the batch gets that error.
+ */
+export interface Batcher<I, R> {
+  push: (item: I) => Promise<R>
+  /** Items waiting plus items in flight (for metrics and tests). */
+  readonly pending: number
+}
+
+export interface BatcherOptions<I, R> {
+  maxSize: number
+  concurrency: number
+  run: (items: I[]) => Promise<Array<R | Error>>
+}
+
+interface Waiting<I, R> { item: I, resolve: (value: R) => void, reject: (err: Error) => void }
+
+export function createBatcher<I, R> ({ maxSize, concurrency, run }: BatcherOptions<I, R>): Batcher<I, R> {
+  const queue: Array<Waiting<I, R>> = []
+  let inFlight = 0
+  let inFlightItems = 0
+  let scheduled = false
+
+  function schedule (): void {
+    if (scheduled || queue.length === 0 || inFlight >= concurrency) return
+    scheduled = true
+    setImmediate(flush)
+  }
+
+  function flush (): void {
+    scheduled = false
+    while (queue.length > 0 && inFlight < concurrency) {
+      const batch = queue.splice(0, maxSize)
+      inFlight++
+      inFlightItems += batch.length
+      void send(batch)
+    }
+  }
+
+  async function send (batch: Array<Waiting<I, R>>): Promise<void> {
+    try {
+      const results = await run(batch.map(waiting => waiting.item))
+      batch.forEach((waiting, index) => {
+        const result = results[index]
+        if (result instanceof Error) waiting.reject(result)
+        else waiting.resolve(result as R)
+      })
+    } catch (err) {
+      for (const waiting of batch) waiting.reject(err as Error)
+    } finally {
+      inFlight--
+      inFlightItems -= batch.length
+      schedule()
+    }
+  }
+
+  return {
+    push (item: I): Promise<R> {
+      return new Promise<R>((resolve, reject) => {
+        queue.push({ item, resolve, reject })
+        schedule()
+      })
+    },
+    get pending () { return queue.length + inFlightItems }
+  }
+}
