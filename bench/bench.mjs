@@ -208,7 +208,7 @@ async function pgQuery (connectionString, text, values) {
 async function writeReport (rows) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
   const node = process.version
-  const table = rows.map(r => `| ${r.name} | ${r.rps} | ${r.ratio.toFixed(2)}× | ${r.p50} | ${r.p99} | ${r.p999} | ${r.errors} | ${r.non2xx} | ${r.rss} | ${r.extra} |`).join('\n')
+  const table = rows.map(r => `| ${r.name} | ${r.rps} | ${r.ratio.toFixed(2)}× | ${r.p50} | ${r.p99} | ${r.p999} | ${r.errors} | ${r.non2xx} | ${r.rss} | ${r.cpu.server} / ${r.cpu.pg} / ${r.cpu.client} | ${r.extra} |`).join('\n')
   const max = Math.max(...rows.map(r => r.rps))
   const bars = rows.map((r, i) => {
     const width = Math.round(520 * r.rps / max)
@@ -229,13 +229,15 @@ body (the ceiling) and hookgate's durable ingest: a 2xx only after the run is co
 Load generator (autocannon, ${CONNECTIONS} connections, ${DURATION} s per scenario), servers and PostgreSQL
 (embedded, fsync on) share the machine, so read the ratios, not the absolute numbers.
 After each gateway scenario the stored runs are counted: every \`accepted\` answer must be a row.
+CPU per request is read from /proc for the server process, every PostgreSQL process and the load generator.
+Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun the unique-events scenario with one lever undone.
 
 Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores.
 
 ![throughput chart](benchmarks.svg)
 
-| scenario | req/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | non-2xx | peak RSS MB | durability check |
-|---|---|---|---|---|---|---|---|---|---|
+| scenario | req/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | non-2xx | peak RSS MB | CPU µs/request: server / PostgreSQL / load generator | durability check |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${table}
 
 Reproduce: \`npm ci && npm run bench\` (BENCH_SECONDS=${DURATION} by default).

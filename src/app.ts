@@ -10,6 +10,8 @@ import { LOG_REDACT_PATHS } from './redact.js'
 import { extraProviders } from './extra-providers.js'
 import providers from './plugins/providers.js'
 import database from './plugins/database.js'
+import metrics from './plugins/metrics.js'
+import protection from './plugins/protection.js'
 import ingest from './plugins/ingest.js'
 import verify from './plugins/verify.js'
 import errors from './plugins/errors.js'
@@ -25,7 +27,8 @@ declare module 'fastify' {
 }
 
 /**
- * The gateway as a plugin. Order: the app's cross-cutting plugins (database, ingest, the shared
+ * The gateway as a plugin. Order: the app's cross-cutting plugins (database, metrics, load
+ * shedding and the authentication-failure limit, ingest, the shared
  * verify hook, error answers, the delivery log line, health, the worker), then every provider file found in
  * src/providers/ (autoloaded: dropping a file there is all it takes), then the no-code providers of
  * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR, then the admin API (when ADMIN_TOKEN is set).
@@ -36,6 +39,8 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
 
   await fastify.register(providers)
   await fastify.register(database)
+  await fastify.register(metrics)
+  await fastify.register(protection)
   await fastify.register(ingest)
   await fastify.register(verify)
   await fastify.register(errors)
@@ -69,8 +74,17 @@ export function buildApp (config: Config, options: BuildOptions = {}): FastifyIn
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     genReqId: requestId,
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy
+    trustProxy: config.trustProxy,
+    // Behind a balancer: a request (headers and body) must arrive within requestTimeout (slow
+    // clients, slowloris); idle keep-alive sockets are kept longer than a balancer's usual idle
+    // timeout (60 s), so that the balancer, not hookgate, closes them (no reset on a reused socket).
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // How often Node enforces those timeouts (its default, 30 s, would let a slowloris hold on that long).
+    http: { connectionsCheckingInterval: 2000 }
   })
+  // Headers alone get a shorter bound than a whole (possibly 25 MB) body.
+  fastify.server.headersTimeout = Math.min(10_000, config.http.requestTimeoutMs)
   fastify.register(hookgate, { config })
   return fastify
 }

@@ -1,7 +1,7 @@
 /**
  * Group commit without a timer. Items pushed while fewer than `concurrency` batches are in flight
  * leave at once (after the current I/O phase, so a burst read in one turn of the event loop goes
- * together); items pushed while the database is busy wait for the next free slot and leave together,
+ * together, spread over the free slots); items pushed while the database is busy wait for the next free slot and leave together,
  * up to `maxSize` per batch. A lone request is never held back; under load, batches grow by
  * themselves to whatever arrived during one commit.
  *
@@ -37,7 +37,8 @@ export function createBatcher<I, R> ({ maxSize, concurrency, run }: BatcherOptio
   function flush (): void {
     scheduled = false
     while (queue.length > 0 && inFlight < concurrency) {
-      const batch = queue.splice(0, maxSize)
+      // A burst is spread over the free slots: smaller statements committing side by side.
+      const batch = queue.splice(0, Math.min(maxSize, Math.ceil(queue.length / (concurrency - inFlight))))
       inFlight++
       inFlightItems += batch.length
       void send(batch)

@@ -28,7 +28,13 @@ export interface Config {
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
   /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once. */
-  ingestBatch: { size: number, concurrency: number }
+  ingestBatch: { size: number, concurrency: number, maxPending: number }
+  /** Load shedding (0 = off) and the limit on authentication failures per client IP (0 = off). */
+  protection: { maxEventLoopDelayMs: number, maxHeapBytes: number, authFailureLimit: number, authFailureWindowMs: number }
+  /** /metrics on its own port (on HOST) instead of the public one. */
+  metricsPort: number | undefined
+  /** Against slow clients: a whole request (headers and body) within requestTimeoutMs; idle keep-alive sockets closed after keepAliveTimeoutMs. */
+  http: { requestTimeoutMs: number, keepAliveTimeoutMs: number }
   shutdownTimeoutMs: number
   /** After SIGTERM: /readyz answers 503 at once, deliveries are still served this long, then the server closes. */
   drainDelayMs: number
@@ -65,6 +71,14 @@ const schema = {
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
     INGEST_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
     INGEST_BATCH_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+    INGEST_MAX_PENDING: { type: 'integer', minimum: 1, default: 5000 },
+    UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 1000 },
+    UNDER_PRESSURE_MAX_HEAP_BYTES: { type: 'integer', minimum: 0, default: 0 },
+    AUTH_FAILURE_LIMIT: { type: 'integer', minimum: 0, default: 100 },
+    AUTH_FAILURE_WINDOW_MS: { type: 'integer', minimum: 1000, default: 60000 },
+    METRICS_PORT: { type: 'integer', minimum: 0, maximum: 65535 },
+    HTTP_REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, default: 30000 },
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, default: 65000 },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
     DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
@@ -97,6 +111,14 @@ interface RawEnv {
   DB_QUERY_TIMEOUT_MS: number
   INGEST_BATCH_SIZE: number
   INGEST_BATCH_CONCURRENCY: number
+  INGEST_MAX_PENDING: number
+  UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: number
+  UNDER_PRESSURE_MAX_HEAP_BYTES: number
+  AUTH_FAILURE_LIMIT: number
+  AUTH_FAILURE_WINDOW_MS: number
+  METRICS_PORT?: number
+  HTTP_REQUEST_TIMEOUT_MS: number
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: number
   SHUTDOWN_TIMEOUT_MS: number
   DRAIN_DELAY_MS: number
   PROVIDERS_CONFIG?: string
@@ -161,7 +183,15 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
-    ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY },
+    ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY, maxPending: raw.INGEST_MAX_PENDING },
+    protection: {
+      maxEventLoopDelayMs: raw.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+      maxHeapBytes: raw.UNDER_PRESSURE_MAX_HEAP_BYTES,
+      authFailureLimit: raw.AUTH_FAILURE_LIMIT,
+      authFailureWindowMs: raw.AUTH_FAILURE_WINDOW_MS
+    },
+    metricsPort: raw.METRICS_PORT,
+    http: { requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_MS },
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
     drainDelayMs: raw.DRAIN_DELAY_MS,
     providersConfig: raw.PROVIDERS_CONFIG,

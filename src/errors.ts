@@ -19,6 +19,13 @@ export class DatabaseUnavailableError extends HttpError {
   }
 }
 
+/** The gateway sheds load (event loop lag, heap, ingest queue full): nothing was taken; retry later. */
+export class OverloadedError extends HttpError {
+  constructor (cause: string) {
+    super(503, 'overloaded', `the gateway is overloaded (${cause}), try again`)
+  }
+}
+
 /** Seconds a sender is asked to wait when the database cannot commit. */
 export const RETRY_AFTER_SECONDS = 5
 

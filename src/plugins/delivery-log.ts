@@ -3,12 +3,16 @@ import fp from 'fastify-plugin'
 /**
  * One pino line per delivery, written when the answer has gone out: provider, event id, type,
  * run id, outcome (accepted, duplicate, rejected + reason, unavailable), status and milliseconds.
- * Never a body, a signature or a secret.
+ * Never a body, a signature or a secret. The same facts feed the delivery metrics (plugins/metrics.ts).
  */
 export default fp(async function deliveryLog (fastify) {
   fastify.addHook('onResponse', async function logDelivery (request, reply) {
     const delivery = request.delivery
     if (delivery !== null) {
+      const { metrics } = fastify
+      metrics.deliveries.inc({ provider: delivery.provider, outcome: delivery.outcome })
+      metrics.ingestSeconds.observe({ provider: delivery.provider, outcome: delivery.outcome }, reply.elapsedTime / 1000)
+      if (delivery.outcome === 'rejected') metrics.rejections.inc({ provider: delivery.provider, reason: delivery.reason ?? 'unknown' })
       request.log.info({
         provider: delivery.provider,
         event_id: delivery.eventId,
@@ -30,4 +34,4 @@ export default fp(async function deliveryLog (fastify) {
       }, 'request refused')
     }
   })
-}, { name: 'delivery-log', dependencies: ['ingest'] })
+}, { name: 'delivery-log', dependencies: ['ingest', 'metrics'] })

@@ -12,7 +12,7 @@ export default fp(async function errors (fastify) {
     if (statusCode === 503) {
       request.log.warn({ err: { message: error.message, cause: (error.cause as Error | undefined)?.message } }, 'answering 503: nothing committed')
       return await reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS))
-        .send({ error: 'service_unavailable', message: error.message })
+        .send({ error: 'service_unavailable', reason: error instanceof HttpError ? error.code : undefined, message: error.message })
     }
     if (statusCode >= 400 && statusCode < 500) {
       const reason = error instanceof HttpError ? error.code : fastifyReason(error.code)

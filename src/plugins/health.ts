@@ -11,9 +11,9 @@ declare module 'fastify' {
 /** `/healthz`: the process answers. `/readyz`: not draining, and the database answers (migrations ran at boot). */
 export default fp(async function health (fastify) {
   fastify.decorate('draining', false)
-  fastify.get('/healthz', async () => ({ status: 'ok' }))
+  fastify.get('/healthz', { config: { pressureExempt: true } }, async () => ({ status: 'ok' }))
 
-  fastify.get('/readyz', async (request, reply) => {
+  fastify.get('/readyz', { config: { pressureExempt: true } }, async (request, reply) => {
     if (fastify.draining) {
       return await reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ status: 'draining' })
     }

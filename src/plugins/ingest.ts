@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { sha256 } from '../signatures.js'
 import { SENSITIVE_HEADERS } from '../redact.js'
-import { DatabaseUnavailableError, HttpError, errorName } from '../errors.js'
+import { DatabaseUnavailableError, HttpError, OverloadedError, errorName } from '../errors.js'
 import { RUNS_CHANNEL } from '../queue.js'
 import { createBatcher } from '../batcher.js'
 
@@ -109,6 +109,7 @@ interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
 export default fp(async function ingest (fastify) {
   const { pool } = fastify.pg
   fastify.decorateRequest('delivery', null)
+  const maxPending = fastify.config.ingestBatch.maxPending
   const batcher = createBatcher<Row, StoredRow | undefined>({
     maxSize: fastify.config.ingestBatch.size,
     concurrency: fastify.config.ingestBatch.concurrency,
@@ -137,6 +138,11 @@ export default fp(async function ingest (fastify) {
     const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
       `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
       `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })},"${ignored ? 'ignored' : 'received'}"]`
+    if (batcher.pending >= maxPending) {
+      // The database cannot keep up: refuse now (the sender retries) rather than queue without end.
+      fastify.metrics.shed.inc({ cause: 'ingest_queue_full' })
+      throw new OverloadedError('ingest_queue_full')
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const run = await batcher.push(row)
       if (run !== undefined) {
@@ -151,6 +157,15 @@ export default fp(async function ingest (fastify) {
 
   fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) {
     const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
+    if (statusCode === 401) {
+      const retryAfter = await fastify.countAuthFailure(request)
+      if (retryAfter !== undefined) {
+        // Too many failures from this client: answered, counted in metrics, not audited row by row.
+        request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason: 'too_many_authentication_failures' }
+        return await reply.code(429).header('retry-after', String(retryAfter))
+          .send({ error: errorName(429), reason: 'too_many_authentication_failures' })
+      }
+    }
     request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason }
     await auditWithoutRun(request, 'rejected', { provider, reason, status: statusCode })
     return await reply.code(statusCode).send({ error: errorName(statusCode), reason })
@@ -180,7 +195,7 @@ export default fp(async function ingest (fastify) {
       request.log.warn({ err: { message: (err as Error).message } }, `could not audit a ${type} delivery`)
     }
   }
-}, { name: 'ingest', dependencies: ['database'] })
+}, { name: 'ingest', dependencies: ['database', 'metrics', 'protection'] })
 
 /** Request headers worth keeping with the run: everything but credentials and signatures. */
 function storableHeaders (headers: IncomingHttpHeaders, signatureHeaders: readonly string[]): Record<string, unknown> {

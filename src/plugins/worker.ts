@@ -70,6 +70,8 @@ export default fp(async function worker (fastify) {
     try {
       const recorded = await finishRun(pool, claimed.run_id, id, finish)
       log.info({ run_id: claimed.run_id, provider: claimed.provider, event_type: claimed.event_type ?? undefined, attempt: claimed.attempts, outcome: finish.status, ms, error: finish.error, stale: recorded ? undefined : true }, 'run processed')
+      fastify.metrics.runs.inc({ provider: claimed.provider, outcome: finish.status })
+      fastify.metrics.runSeconds.observe({ provider: claimed.provider, outcome: finish.status }, ms / 1000)
     } catch (err) {
       // Not recorded: the lease expires and the run is taken again (at least once, never lost).
       log.warn({ run_id: claimed.run_id, err: { message: (err as Error).message } }, 'could not record the outcome of a run')

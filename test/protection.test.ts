@@ -1,0 +1,127 @@
+import { request as httpRequest } from 'node:http'
+import tap from 'tap'
+import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
+
+// Metrics, load shedding and the limit on authentication failures (issue 5).
+
+function metricValue (text: string, name: string, labels: string = ''): number | undefined {
+  const line = text.split('\n').find(l => l.startsWith(`${name}${labels === '' ? ' ' : `{${labels}} `}`))
+  return line === undefined ? undefined : Number(line.split(' ').pop())
+}
+
+/** onResponse hooks (where deliveries are counted) run after inject() has its answer. */
+async function settle (): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 20))
+}
+
+tap.test('GET /metrics: deliveries, rejections, latency, queue, pool, event loop', async t => {
+  const { app } = await build(t)
+  const event = stripeEvent()
+  t.equal((await app.inject(stripeDelivery(event))).statusCode, 200)
+  t.equal((await app.inject(stripeDelivery(event))).statusCode, 200)
+  t.equal((await app.inject(stripeDelivery(event, { 'stripe-signature': 't=1,v1=00' }))).statusCode, 401)
+  await settle()
+  const response = await app.inject('/metrics')
+  t.equal(response.statusCode, 200)
+  t.match(response.headers['content-type'], /^text\/plain/)
+  const text = response.body
+  t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="accepted"'), 1)
+  t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="duplicate"'), 1)
+  t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="rejected"'), 1)
+  t.equal(metricValue(text, 'hookgate_rejections_total', 'provider="stripe",reason="malformed_signature_header"'), 1)
+  t.equal(metricValue(text, 'hookgate_ingest_duration_seconds_count', 'provider="stripe",outcome="accepted"'), 1)
+  t.equal(metricValue(text, 'hookgate_queue_depth'), 1, 'the accepted run waits (ROLE=ingest)')
+  t.ok((metricValue(text, 'hookgate_queue_oldest_seconds') ?? -1) >= 0)
+  t.equal(metricValue(text, 'hookgate_database_up'), 1)
+  t.ok(metricValue(text, 'hookgate_db_pool_connections', 'state="total"') !== undefined)
+  t.ok(metricValue(text, 'hookgate_nodejs_eventloop_lag_seconds') !== undefined, 'event-loop lag')
+  t.notMatch(text, /whsec_|v1=/, 'no secret or signature in metrics')
+})
+
+tap.test('METRICS_PORT serves /metrics on its own listener only', async t => {
+  const { app } = await build(t, { METRICS_PORT: '0', HOST: '127.0.0.1' })
+  t.equal((await app.inject('/metrics')).statusCode, 404, 'not on the public listener')
+  t.equal((await app.inject(stripeDelivery(stripeEvent()))).statusCode, 200)
+  const { port } = app.metricsServer?.address() as { port: number }
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+  t.equal(response.status, 200)
+  t.equal(metricValue(await response.text(), 'hookgate_deliveries_total', 'provider="stripe",outcome="accepted"'), 1)
+  t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
+})
+
+tap.test('authentication failures past the limit: 429, not audited; valid deliveries still accepted', async t => {
+  const { app, databaseUrl } = await build(t, { AUTH_FAILURE_LIMIT: '5', AUTH_FAILURE_WINDOW_MS: '60000' })
+  const statuses: number[] = []
+  for (let i = 0; i < 12; i++) {
+    const response = await app.inject(stripeDelivery(stripeEvent(), { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` }))
+    statuses.push(response.statusCode)
+    if (response.statusCode === 429) {
+      t.ok(Number(response.headers['retry-after']) > 0, 'Retry-After')
+      t.same(response.json(), { error: 'too_many_requests', reason: 'too_many_authentication_failures' })
+    }
+  }
+  t.same(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429])
+  const valid = await app.inject(stripeDelivery(stripeEvent()))
+  t.equal(valid.statusCode, 200, 'a valid delivery from the same client is never limited')
+  t.equal(valid.json().status, 'accepted')
+  const other = await app.inject({ ...stripeDelivery(stripeEvent(), { 'stripe-signature': 't=1,v1=00' }), remoteAddress: '10.9.8.7' })
+  t.equal(other.statusCode, 401, 'another client has its own count')
+  await withClient(databaseUrl, async client => {
+    const { rows: [{ n }] } = await client.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'rejected'")
+    t.equal(n, 6, 'five refusals + the other client audited; the 429s are not')
+  })
+  await settle()
+  const metrics = (await app.inject('/metrics')).body
+  t.equal(metricValue(metrics, 'hookgate_rejections_total', 'provider="stripe",reason="too_many_authentication_failures"'), 7)
+})
+
+tap.test('load shedding: a full ingest queue answers 503 + Retry-After at once', async t => {
+  const { app } = await build(t, { INGEST_MAX_PENDING: '2', INGEST_BATCH_CONCURRENCY: '1', INGEST_BATCH_SIZE: '1' })
+  const responses = await Promise.all(Array.from({ length: 30 }, async () => await app.inject(stripeDelivery(stripeEvent()))))
+  const shed = responses.filter(r => r.statusCode === 503)
+  const accepted = responses.filter(r => r.statusCode === 200)
+  t.ok(shed.length > 0, `${shed.length} shed`)
+  t.ok(accepted.length >= 2, `${accepted.length} accepted`)
+  t.equal(shed.length + accepted.length, 30, 'nothing else')
+  t.equal(shed[0].headers['retry-after'], '5')
+  t.same(shed[0].json().reason, 'overloaded')
+  await settle()
+  const metrics = (await app.inject('/metrics')).body
+  t.equal(metricValue(metrics, 'hookgate_shed_total', 'cause="ingest_queue_full"'), shed.length)
+})
+
+tap.test('load shedding: a lagging event loop answers 503 to deliveries, health still answers', async t => {
+  const { app } = await build(t, { UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '20' })
+  // Keep the loop lagging (50 ms blocks) across one of under-pressure's samples (every second).
+  const end = Date.now() + 1300
+  while (Date.now() < end) {
+    const until = Date.now() + 50
+    while (Date.now() < until) { /* busy */ }
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  const delivery = await app.inject(stripeDelivery(stripeEvent()))
+  t.equal(delivery.statusCode, 503)
+  t.equal(delivery.headers['retry-after'], '5')
+  t.equal(delivery.json().reason, 'overloaded')
+  t.equal((await app.inject('/healthz')).statusCode, 200, '/healthz is exempt')
+  t.equal((await app.inject('/metrics')).statusCode, 200, '/metrics is exempt')
+})
+
+tap.test('slow clients: the server has deliberate timeouts', async t => {
+  const { app } = await build(t, { HTTP_REQUEST_TIMEOUT_MS: '2000' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  t.equal(app.server.requestTimeout, 2000)
+  t.equal(app.server.headersTimeout, 2000)
+  t.equal(app.server.keepAliveTimeout, 65000)
+  // Headers that never end: the socket is closed (408 or reset), the server does not wait forever.
+  const started = Date.now()
+  const outcome = await new Promise<string>(resolve => {
+    const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path: '/webhooks/stripe', headers: { 'content-type': 'application/json', 'content-length': '100' } })
+    req.on('response', res => { resolve(`status ${res.statusCode}`) })
+    req.on('error', err => { resolve(`error ${err.message}`) })
+    req.flushHeaders()
+    req.write('{"id":')
+  })
+  t.ok(Date.now() - started < 6000, `closed after ${Date.now() - started} ms (${outcome})`)
+})
