@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import type { IncomingMessage } from 'node:http'
-import type { DestinationStream } from 'pino'
+import type { DestinationStream, TransportMultiOptions, TransportSingleOptions } from 'pino'
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
@@ -67,8 +67,9 @@ export function buildApp (config: Config, options: BuildOptions = {}): FastifyIn
   const fastify: FastifyInstance = Fastify({
     logger: {
       level: config.logLevel,
+      // Redaction happens before a line leaves the process, whatever the transport.
       redact: { paths: LOG_REDACT_PATHS, censor: '[redacted]' },
-      ...(options.logStream === undefined ? {} : { stream: options.logStream })
+      ...(options.logStream !== undefined ? { stream: options.logStream } : logDestination(config))
     },
     // plugins/delivery-log.ts writes the one line per delivery; Fastify's own per-request lines are off.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
@@ -87,6 +88,28 @@ export function buildApp (config: Config, options: BuildOptions = {}): FastifyIn
   fastify.server.headersTimeout = Math.min(10_000, config.http.requestTimeoutMs)
   fastify.register(hookgate, { config })
   return fastify
+}
+
+/**
+ * Where log lines go: LOG_TRANSPORT when set (a file, a collector); readable lines (pino-pretty)
+ * when a person watches a terminal in development and pino-pretty is installed; else JSON lines on
+ * stdout, for the log pipeline.
+ */
+function logDestination (config: Config): { transport?: TransportSingleOptions | TransportMultiOptions } {
+  if (config.logTransport !== undefined) return { transport: config.logTransport as TransportSingleOptions | TransportMultiOptions }
+  if (!config.production && process.stdout.isTTY && installed('pino-pretty')) {
+    return { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } }
+  }
+  return {}
+}
+
+function installed (name: string): boolean {
+  try {
+    import.meta.resolve(name)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** The balancer's X-Request-Id when it is a sane token, else a new one. */

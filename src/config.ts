@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { envSchema } from 'env-schema'
@@ -17,6 +18,8 @@ export interface Config {
   databaseUrl: string | undefined
   dataDir: string
   logLevel: string
+  /** A pino transport (`{ target, options }` or `{ targets: [...] }`) to ship logs without code; default JSON on stdout. */
+  logTransport: { target?: string, targets?: unknown[], options?: unknown } | undefined
   /** Unset: every provider that has a secret (or, outside production, every provider). */
   webhookProviders: string[] | undefined
   bodyLimitBytes: number
@@ -62,6 +65,7 @@ const schema = {
     DATABASE_URL: { type: 'string', pattern: '^postgres(ql)?://' },
     DATA_DIR: { type: 'string', minLength: 1, default: './.data' },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    LOG_TRANSPORT: { type: 'string', minLength: 1 },
     WEBHOOK_PROVIDERS: { type: 'string', pattern: '^\\s*[a-z0-9][a-z0-9_-]*(\\s*,\\s*[a-z0-9][a-z0-9_-]*)*\\s*$' },
     BODY_LIMIT_BYTES: { type: 'integer', minimum: 1, maximum: 104857600, default: 1048576 },
     PUBLIC_BASE_URL: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
@@ -102,6 +106,7 @@ interface RawEnv {
   DATABASE_URL?: string
   DATA_DIR: string
   LOG_LEVEL: string
+  LOG_TRANSPORT?: string
   WEBHOOK_PROVIDERS?: string
   BODY_LIMIT_BYTES: number
   PUBLIC_BASE_URL?: string
@@ -176,6 +181,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     databaseUrl: raw.DATABASE_URL,
     dataDir: resolve(raw.DATA_DIR),
     logLevel: raw.LOG_LEVEL,
+    logTransport: raw.LOG_TRANSPORT === undefined ? undefined : logTransport(raw.LOG_TRANSPORT),
     webhookProviders: raw.WEBHOOK_PROVIDERS?.split(',').map(name => name.trim()),
     bodyLimitBytes: raw.BODY_LIMIT_BYTES,
     publicBaseUrl: raw.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
@@ -209,6 +215,21 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     adminToken: raw.ADMIN_TOKEN,
     env: Object.freeze(clean)
   }
+}
+
+/** LOG_TRANSPORT: inline JSON or a JSON file, read at boot (the logger exists before anything async). */
+function logTransport (value: string): Config['logTransport'] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(/^\s*\{/.test(value) ? value : readFileSync(value, 'utf8'))
+  } catch (err) {
+    throw new ConfigError(`LOG_TRANSPORT: ${(err as Error).message}`)
+  }
+  const transport = parsed as NonNullable<Config['logTransport']>
+  if (parsed === null || typeof parsed !== 'object' || (typeof transport.target !== 'string' && !Array.isArray(transport.targets))) {
+    throw new ConfigError('LOG_TRANSPORT must be a pino transport: {"target": "...", "options": {...}} or {"targets": [...]}')
+  }
+  return transport
 }
 
 function parseTrustProxy (value: string): Config['trustProxy'] {

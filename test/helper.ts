@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
 import { startEmbeddedPostgres } from '../src/db/embedded.js'
+import { SENSITIVE_HEADERS } from '../src/redact.js'
 
 type Test = Pick<typeof tap, 'teardown'>
 
@@ -96,6 +97,21 @@ export async function tempDir (t: Test): Promise<string> {
   return dir
 }
 
+// --- the log scan: no secret or signature in any log line of a whole test file ----------------------
+
+const logScan = { text: [] as string[], secrets: new Set<string>(), signatures: new Set<string>() }
+process.on('exit', () => {
+  if (logScan.text.length === 0) return
+  const all = logScan.text.join('')
+  const leaks = [...logScan.secrets, ...logScan.signatures].filter(value => all.includes(value))
+  if (leaks.length > 0) {
+    process.stderr.write(`log scan: ${leaks.length} secret(s) or signature(s) found in the logs, e.g. ${leaks[0].slice(0, 6)}…\n`)
+    process.exitCode = 1
+  } else if (process.env.LOG_SCAN_REPORT !== undefined) {
+    process.stderr.write(`log scan: ${all.length} bytes of logs, ${logScan.secrets.size} secrets and ${logScan.signatures.size} signatures looked for, none found\n`)
+  }
+})
+
 // --- the app --------------------------------------------------------------------------------------
 
 export interface Built {
@@ -124,11 +140,25 @@ export async function build (t: Test, env: Record<string, string | undefined> = 
   const logs: Array<Record<string, unknown>> = []
   const logStream = new Writable({
     write (chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
+      const text = chunk.toString()
+      logScan.text.push(text)
+      for (const line of text.split('\n')) if (line !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
       done()
     }
   })
+  for (const [name, value] of Object.entries(config.env)) {
+    if (/SECRET|TOKEN|PASSWORD|_KEYS?$/.test(name)) for (const secret of (value ?? '').split(/[\s,"[\]]+/)) if (secret.length >= 8) logScan.secrets.add(secret)
+  }
   const app = buildApp(config, { logStream })
+  // Every signature or credential that reaches the gateway is looked for in the logs at exit.
+  app.addHook('onRequest', async request => {
+    for (const name of [...SENSITIVE_HEADERS, ...[...app.providers.definitions.values()].flatMap(d => d.signatureHeaders)]) {
+      const value = request.headers[name]
+      for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+        for (const part of one.split(/[\s,;=]+/)) if (part.length >= 16) logScan.signatures.add(part)
+      }
+    }
+  })
   t.teardown(async () => { await app.close() })
   await app.ready()
   return { app, logs, databaseUrl }
