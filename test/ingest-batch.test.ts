@@ -134,7 +134,7 @@ tap.test('a batch split by an unstorable payload keeps every answer in its place
   // then race, and the loser (no row, looked up again) must not shift the answers after it.
   const { app } = await build(t, { INGEST_BATCH_CONCURRENCY: '1' })
   // Open connections ready, so that the deliveries stored alone really run at the same time.
-  await Promise.all(Array.from({ length: 8 }, async () => await app.pg.query('SELECT pg_sleep(0.05)')))
+  await Promise.all(Array.from({ length: 8 }, async () => await app.pg.ingest.query('SELECT pg_sleep(0.05)')))
   for (let round = 0; round < 10; round++) {
     const event = stripeEvent()
     const other = stripeEvent()

@@ -33,7 +33,7 @@ tap.test('GET /metrics: deliveries, rejections, latency, queue, pool, event loop
   t.equal(metricValue(text, 'hookgate_queue_depth'), 1, 'the accepted run waits (ROLE=ingest)')
   t.ok((metricValue(text, 'hookgate_queue_oldest_seconds') ?? -1) >= 0)
   t.equal(metricValue(text, 'hookgate_database_up'), 1)
-  t.ok(metricValue(text, 'hookgate_db_pool_connections', 'state="total"') !== undefined)
+  t.ok(metricValue(text, 'hookgate_db_pool_connections', 'pool="ingest",state="total"') !== undefined)
   t.ok(metricValue(text, 'hookgate_nodejs_eventloop_lag_seconds') !== undefined, 'event-loop lag')
   t.notMatch(text, /whsec_|v1=/, 'no secret or signature in metrics')
 })

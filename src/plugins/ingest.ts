@@ -41,6 +41,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
     /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
+    /** Deliveries waiting for, or inside, an ingest statement (metrics). */
+    ingestPending: () => number
     rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) => Promise<FastifyReply>
     /** Answers a verified protocol handshake (no run is created; the exchange is audited). */
     answerHandshake: (request: FastifyRequest, reply: FastifyReply, answer: unknown) => Promise<FastifyReply>
@@ -107,7 +109,7 @@ type Row = string
 interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
 
 export default fp(async function ingest (fastify) {
-  const { pool } = fastify.pg
+  const { pool } = fastify.pg.ingest
   fastify.decorateRequest('delivery', null)
   const maxPending = fastify.config.ingestBatch.maxPending
   const batcher = createBatcher<Row, StoredRow | undefined>({
@@ -115,6 +117,8 @@ export default fp(async function ingest (fastify) {
     concurrency: fastify.config.ingestBatch.concurrency,
     run: async rows => await storeBatch(rows)
   })
+
+  fastify.decorate('ingestPending', () => batcher.pending)
 
   /** Stores a batch; a payload PostgreSQL refuses fails only its own delivery (the batch is split). */
   async function storeBatch (rows: Row[]): Promise<Array<StoredRow | undefined | Error>> {
@@ -189,7 +193,8 @@ export default fp(async function ingest (fastify) {
       body_sha256: body === undefined ? null : sha256(body).toString('hex')
     }
     try {
-      await pool.query({ name: 'audit-without-run', text: AUDIT_WITHOUT_RUN, values: [type, JSON.stringify(audit)] })
+      // On the main pool: a flood of forged deliveries does not queue in front of real ones.
+      await fastify.pg.pool.query({ name: 'audit-without-run', text: AUDIT_WITHOUT_RUN, values: [type, JSON.stringify(audit)] })
     } catch (err) {
       // The answer does not depend on this row; losing it must not turn a refusal into a 5xx.
       request.log.warn({ err: { message: (err as Error).message } }, `could not audit a ${type} delivery`)

@@ -75,11 +75,15 @@ export default fp(async function metrics (fastify) {
   new Gauge({ name: 'hookgate_database_up', help: '1 when the last scrape could query PostgreSQL.', registers: [registry], async collect () { this.set((await pending()).up) } })
   new Gauge({ name: 'hookgate_queue_depth', help: 'Runs waiting to be processed (received or retrying).', registers: [registry], async collect () { this.set((await pending()).depth) } })
   new Gauge({ name: 'hookgate_queue_oldest_seconds', help: 'How long the oldest waiting run has been due.', registers: [registry], async collect () { this.set((await pending()).oldest) } })
-  new Gauge({ name: 'hookgate_db_pool_connections', help: 'PostgreSQL pool connections, by state.', labelNames: ['state'], registers: [registry], collect () {
-    this.set({ state: 'total' }, pool.totalCount)
-    this.set({ state: 'idle' }, pool.idleCount)
-    this.set({ state: 'waiting' }, pool.waitingCount)
+  const pools = { main: pool, ingest: fastify.pg.ingest.pool }
+  new Gauge({ name: 'hookgate_db_pool_connections', help: 'PostgreSQL connections by pool (main, ingest) and state (total, idle, waiting clients).', labelNames: ['pool', 'state'], registers: [registry], collect () {
+    for (const [name, each] of Object.entries(pools)) {
+      this.set({ pool: name, state: 'total' }, each.totalCount)
+      this.set({ pool: name, state: 'idle' }, each.idleCount)
+      this.set({ pool: name, state: 'waiting' }, each.waitingCount)
+    }
   } })
+  new Gauge({ name: 'hookgate_ingest_pending', help: 'Deliveries waiting for, or inside, an ingest statement.', registers: [registry], collect () { this.set(fastify.ingestPending()) } })
   new Gauge({ name: 'hookgate_db_pool_max', help: 'DB_POOL_MAX.', registers: [registry], collect () { this.set(config.dbPoolMax) } })
   fastify.decorate('metrics', metrics)
 
