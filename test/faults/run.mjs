@@ -1,0 +1,350 @@
+// npm run test:faults — what hookgate survives, measured on real processes: a PostgreSQL cluster of
+// Debian's packages (stopped, restarted, locked), gateway processes (killed -9), and a sender that
+// retries every answer that is not 2xx, as providers do. For each fault: deliveries sent, answered
+// 2xx, stored; the last two must match, and each event must be stored once. Writes the figures to
+// docs/reliability.md (the hostile-input half of that page is test/hostile.test.ts, run by npm test).
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
+import { createHmac, randomBytes } from 'node:crypto'
+import { existsSync, readdirSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { Agent, request } from 'undici'
+
+const root = join(import.meta.dirname, '..', '..')
+const SECRET = 'whsec_faults_0123456789abcdef0123'
+const QUERY_TIMEOUT_MS = 2000
+const results = []
+const failures = []
+
+const pgbin = ['/usr/lib/postgresql'].filter(existsSync).flatMap(dir => readdirSync(dir).map(v => join(dir, v, 'bin'))).find(dir => existsSync(join(dir, 'pg_ctl')))
+if (pgbin === undefined) {
+  console.error('test:faults needs PostgreSQL from Debian (apt-get install postgresql): it stops and restarts a real server')
+  process.exit(1)
+}
+
+const work = await mkdtemp(join(tmpdir(), 'hookgate-faults-'))
+await chmod(work, 0o755)
+const asPostgres = userInfo().uid === 0 ? ['runuser', '-u', 'postgres', '--'] : []
+const pgdata = join(work, 'pgdata')
+const pgPort = await freePort()
+const password = randomBytes(12).toString('hex')
+const children = new Set()
+
+/** pg_ctl, without blocking this process: the sender keeps sending while the server stops and starts. */
+async function pgctl (...args) {
+  const [cmd, ...rest] = [...asPostgres, join(pgbin, 'pg_ctl'), '-D', pgdata, ...args]
+  await promisify(execFile)(cmd, rest)
+}
+const pgOptions = `-p ${pgPort} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${pgdata}`
+const startPg = () => pgctl('-l', join(pgdata, 'server.log'), '-w', '-o', pgOptions, 'start')
+const stopPg = (mode = 'fast') => pgctl('-m', mode, '-w', 'stop')
+
+try {
+  await mkdir(pgdata, { mode: 0o700 })
+  if (asPostgres.length > 0) execFileSync('chown', ['postgres:postgres', pgdata])
+  await writeFile(join(work, 'pw'), password)
+  if (asPostgres.length > 0) execFileSync('chown', ['postgres', join(work, 'pw')])
+  execFileSync(asPostgres[0] ?? join(pgbin, 'initdb'), [...asPostgres.slice(1), ...(asPostgres.length > 0 ? [join(pgbin, 'initdb')] : []), '-D', pgdata, '-U', 'hookgate', `--pwfile=${join(work, 'pw')}`, '-A', 'scram-sha-256'], { stdio: 'ignore' })
+  await startPg()
+  const serverUrl = `postgres://hookgate:${password}@127.0.0.1:${pgPort}/postgres`
+  const version = (await query(serverUrl, 'SHOW server_version')).rows[0].server_version
+
+  await scenario('kill -9 of the gateway under load, restarted 1 s later', async ({ databaseUrl }) => {
+    const gateway = await startGateway(databaseUrl)
+    const events = makeEvents(2000)
+    let restarted
+    const sender = send(gateway.url, events, {
+      onProgress: async (answered) => {
+        if (answered === 600 && restarted === undefined) {
+          restarted = (async () => {
+            gateway.kill('SIGKILL')
+            await new Promise(resolve => setTimeout(resolve, 1000))
+            await gateway.restart()
+          })()
+        }
+      }
+    })
+    const stats = await sender
+    await restarted
+    await gateway.stop()
+    return { stats, events, extra: `killed after 600 answers; ${stats.networkErrors} refused or reset attempts retried` }
+  })
+
+  await scenario('PostgreSQL stopped (fast shutdown) for 10 s under load, then started', async ({ databaseUrl }) => {
+    const gateway = await startGateway(databaseUrl)
+    const events = makeEvents(3000)
+    let outage
+    const stats = await send(gateway.url, events, {
+      onProgress: async (answered) => {
+        if (answered === 500 && outage === undefined) {
+          outage = (async () => {
+            await stopPg('fast')
+            const window = { from: performance.now() }
+            await new Promise(resolve => setTimeout(resolve, 10_000))
+            window.to = performance.now()
+            await startPg()
+            return window
+          })()
+        }
+      }
+    })
+    const window = await outage
+    await gateway.stop()
+    const during = stats.attemptsLog.filter(a => a.end > window.from + 50 && a.end < window.to)
+    const ok = during.filter(a => a.status === 200).length
+    const maxMs = Math.max(...during.map(a => a.ms))
+    const withRetryAfter = during.filter(a => a.status === 503 && a.retryAfter !== undefined).length
+    const unavailable = during.filter(a => a.status === 503).length
+    check(ok === 0, 'no 2xx while PostgreSQL is down')
+    check(unavailable > 0 && withRetryAfter === unavailable, 'every answer while down is 503 + Retry-After')
+    check(maxMs < QUERY_TIMEOUT_MS + 3000, `no attempt hangs while down (longest ${Math.round(maxMs)} ms)`)
+    return { stats, events, extra: `while down: ${during.length} attempts, ${unavailable} × 503 + Retry-After, ${during.length - unavailable} refused/reset, 0 × 2xx, longest ${Math.round(maxMs)} ms; recovered without a restart` }
+  })
+
+  await scenario('PostgreSQL restarted (fast shutdown) with transactions in flight', async ({ databaseUrl }) => {
+    const gateway = await startGateway(databaseUrl)
+    const events = makeEvents(3000)
+    let restart
+    const stats = await send(gateway.url, events, {
+      onProgress: async (answered) => {
+        if (answered === 800 && restart === undefined) restart = (async () => { await stopPg('fast'); await startPg() })()
+      }
+    })
+    await restart
+    await gateway.stop()
+    return { stats, events, extra: `restarted after 800 answers; ${stats.status[503] ?? 0} × 503 answered meanwhile` }
+  })
+
+  await scenario('ops.runs locked for 8 s by another session (statements pile up, pool and queue exhausted)', async ({ databaseUrl }) => {
+    const gateway = await startGateway(databaseUrl, { INGEST_MAX_PENDING: '200' })
+    const events = makeEvents(2000)
+    let lock
+    const stats = await send(gateway.url, events, {
+      concurrency: 64,
+      onProgress: async (answered) => {
+        if (answered === 300 && lock === undefined) {
+          lock = (async () => {
+            const client = new pg.Client({ connectionString: databaseUrl })
+            await client.connect()
+            await client.query('BEGIN')
+            await client.query('LOCK TABLE ops.runs IN ACCESS EXCLUSIVE MODE')
+            const window = { from: performance.now() }
+            await new Promise(resolve => setTimeout(resolve, 8000))
+            window.to = performance.now()
+            await client.query('ROLLBACK')
+            await client.end()
+            return window
+          })()
+        }
+      }
+    })
+    const window = await lock
+    await gateway.stop()
+    // An attempt may wait for a statement slot (up to one statement timeout) before its own statement times out.
+    const during = stats.attemptsLog.filter(a => a.start > window.from && a.start < window.to - 2 * QUERY_TIMEOUT_MS - 1000)
+    const maxMs = Math.max(...stats.attemptsLog.map(a => a.ms))
+    const shed = during.filter(a => a.status === 503).length
+    check(maxMs < QUERY_TIMEOUT_MS + 3000, `every answer bounded (longest ${Math.round(maxMs)} ms, DB_QUERY_TIMEOUT_MS ${QUERY_TIMEOUT_MS})`)
+    check(during.every(a => a.status !== 200), 'no 2xx while nothing can commit')
+    return { stats, events, extra: `during the lock: ${during.length} attempts, ${shed} × 503 + Retry-After (statement timeout or full ingest queue); longest answer ${Math.round(maxMs)} ms` }
+  })
+
+  // Boot errors: a data directory the embedded database cannot use. A read-only and a full
+  // filesystem are small tmpfs mounts (root only; skipped where mounting is not allowed).
+  const mounts = []
+  const mounted = (dir, options) => {
+    try {
+      execFileSync('mkdir', ['-p', dir])
+      execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { stdio: 'ignore' })
+      mounts.push(dir)
+      return true
+    } catch { return false }
+  }
+  const bootCases = [
+    ['DATA_DIR under a file (not a directory)', '/dev/null/hookgate', true],
+    ['DATA_DIR on a read-only filesystem', join(work, 'ro', 'data'), mounted(join(work, 'ro'), 'size=4m,ro')],
+    ['DATA_DIR on a full filesystem (3 MB, initdb needs more)', join(work, 'full', 'data'), mounted(join(work, 'full'), 'size=3m')]
+  ]
+  try {
+    for (const [name, dataDir, possible] of bootCases) {
+      console.log(`\n${name}`)
+      if (!possible) {
+        results.push({ name, sent: '—', ok: '—', stored: '—', extra: 'skipped: tmpfs cannot be mounted on this machine', pass: true })
+        continue
+      }
+      const started = performance.now()
+      const { code, stderr } = await runToExit([join(root, 'dist', 'server.js')], { NODE_ENV: 'production', STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' })
+      const lines = stderr.trim().split('\n')
+      const ms = Math.round(performance.now() - started)
+      const clear = check(code === 1 && lines.length === 1 && lines[0].startsWith('hookgate: ') && ms < 30_000, `${name}: exit 1 with one clear line`)
+      console.log(`  ${lines[0]}`)
+      results.push({ name, sent: '—', ok: '—', stored: '—', extra: `exit ${code} after ${ms} ms: \`${lines[0].slice(0, 200)}\``, pass: clear })
+    }
+  } finally {
+    for (const dir of mounts) { try { execFileSync('umount', [dir]) } catch {} }
+  }
+
+  await writeReport(version)
+} finally {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
+  await stopPg('immediate').catch(() => {})
+  await rm(work, { recursive: true, force: true })
+}
+console.table(results.map(r => ({ fault: r.name.slice(0, 70), sent: r.sent, '2xx': r.ok, stored: r.stored, pass: r.pass })))
+if (failures.length > 0) {
+  console.log(`FAILED: ${failures.join('; ')}`)
+  process.exit(1)
+}
+console.log('faults suite passed')
+
+// --- helpers ------------------------------------------------------------------------------------
+
+function check (ok, what) {
+  if (!ok) failures.push(what)
+  console.log(`  ${ok ? '✓' : '✗'} ${what}`)
+  return ok
+}
+
+async function scenario (name, body) {
+  console.log(`\n${name}`)
+  const dbName = `faults_${randomBytes(4).toString('hex')}`
+  const serverUrl = `postgres://hookgate:${password}@127.0.0.1:${pgPort}/postgres`
+  await query(serverUrl, `CREATE DATABASE ${dbName}`)
+  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const before = failures.length
+  const { stats, events, extra } = await body({ databaseUrl })
+  const ids = events.map(e => e.id)
+  const [{ runs, keys }] = (await query(databaseUrl, "SELECT count(*)::int AS runs, count(DISTINCT idempotency_key)::int AS keys FROM ops.runs WHERE provider = 'stripe' AND idempotency_key = ANY($1)", [ids])).rows
+  const answered = [...stats.runIds.values()]
+  const [{ found }] = (await query(databaseUrl, 'SELECT count(*)::int AS found FROM ops.runs WHERE run_id = ANY($1::uuid[])', [answered])).rows
+  check(stats.ok === events.length, `every delivery answered 2xx in the end (${stats.ok}/${events.length})`)
+  check(runs === events.length && keys === events.length, `each event stored exactly once (${runs} runs)`)
+  check(found === stats.ok, `every run id answered 2xx is stored (${found}/${stats.ok})`)
+  console.log(`  attempts ${stats.attempts}, by status ${JSON.stringify(stats.status)}, network errors ${stats.networkErrors}; ${extra}`)
+  results.push({ name, sent: events.length, attempts: stats.attempts, ok: stats.ok, stored: runs, extra, pass: failures.length === before })
+}
+
+function makeEvents (n) {
+  return Array.from({ length: n }, (_, i) => ({
+    id: `evt_f_${randomBytes(10).toString('hex')}`, object: 'event', type: 'invoice.paid', created: Math.floor(Date.now() / 1000),
+    data: { object: { id: `in_${i}`, object: 'invoice', amount_paid: 100 + i, currency: 'eur' } }
+  }))
+}
+
+/** Sends every event until it is answered 2xx (a provider's retries, compressed: 100 ms, then 250 ms). */
+async function send (url, events, { concurrency = 16, onProgress = async () => {} } = {}) {
+  const agent = new Agent({ connections: concurrency, keepAliveTimeout: 5000, connect: { timeout: 2000 } })
+  const stats = { attempts: 0, ok: 0, status: {}, networkErrors: 0, runIds: new Map(), attemptsLog: [] }
+  let next = 0
+  const deadline = Date.now() + 120_000
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < events.length) {
+      const event = events[next++]
+      const body = JSON.stringify(event)
+      for (let attempt = 1; Date.now() < deadline; attempt++) {
+        stats.attempts++
+        const t = Math.floor(Date.now() / 1000)
+        const signature = `t=${t},v1=${createHmac('sha256', SECRET).update(`${t}.${body}`).digest('hex')}`
+        const start = performance.now()
+        let status
+        let retryAfter
+        try {
+          const response = await request(`${url}/webhooks/stripe`, {
+            method: 'POST', body, dispatcher: agent, headersTimeout: 30_000, bodyTimeout: 30_000,
+            headers: { 'content-type': 'application/json', 'stripe-signature': signature }
+          })
+          const text = await response.body.text()
+          status = response.statusCode
+          retryAfter = response.headers['retry-after']
+          stats.status[status] = (stats.status[status] ?? 0) + 1
+          if (status === 200) stats.runIds.set(event.id, JSON.parse(text).run_id)
+        } catch {
+          stats.networkErrors++
+        }
+        const end = performance.now()
+        stats.attemptsLog.push({ start, end, ms: end - start, status, retryAfter })
+        if (status === 200) {
+          stats.ok++
+          await onProgress(stats.ok)
+          break
+        }
+        await new Promise(resolve => setTimeout(resolve, attempt === 1 ? 100 : 250))
+      }
+    }
+  }))
+  await agent.close()
+  return stats
+}
+
+async function startGateway (databaseUrl, env = {}) {
+  const port = await freePort()
+  const fullEnv = {
+    PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl,
+    STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: join(work, `gw-${port}`), ROLE: 'ingest', LOG_LEVEL: 'warn',
+    DB_CONNECT_TIMEOUT_MS: '1000', DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), ...env
+  }
+  let child
+  const gateway = {
+    url: `http://127.0.0.1:${port}`,
+    async restart () {
+      child = spawn(process.execPath, [join(root, 'dist', 'server.js')], { env: fullEnv, stdio: 'ignore' })
+      children.add(child)
+      await waitFor(`${gateway.url}/readyz`)
+    },
+    kill (signal) { child.kill(signal) },
+    async stop () {
+      if (child.exitCode !== null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+  await gateway.restart()
+  return gateway
+}
+
+async function runToExit (args, env) {
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  children.add(child)
+  let stderr = ''
+  child.stderr.on('data', chunk => { stderr += chunk })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const code = await new Promise(resolve => child.once('exit', resolve))
+  clearTimeout(timer)
+  return { code, stderr }
+}
+
+async function query (connectionString, text, values) {
+  const client = new pg.Client({ connectionString })
+  await client.connect()
+  try { return await client.query(text, values) } finally { await client.end() }
+}
+
+async function freePort () {
+  return await new Promise(resolve => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) }) })
+}
+
+async function waitFor (url) {
+  for (let i = 0; i < 300; i++) {
+    try { if ((await fetch(url)).ok) return } catch {}
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`not ready: ${url}`)
+}
+
+async function writeReport (version) {
+  const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
+  const page = join(root, 'docs', 'reliability.md')
+  const current = await readFile(page, 'utf8').catch(() => '')
+  const table = ['| fault | deliveries | attempts | answered 2xx | stored | figures | result |', '|---|---|---|---|---|---|---|',
+    ...results.map(r => `| ${r.name} | ${r.sent} | ${r.attempts ?? '—'} | ${r.ok} | ${r.stored} | ${r.extra.replaceAll('|', '\\|')} | ${r.pass ? 'pass' : '**FAIL**'} |`)].join('\n')
+  const block = `<!-- faults:begin -->\nLast run: ${date} UTC, PostgreSQL ${version}, ${process.version}. Reproduce: \`npm run test:faults\`.\n\n${table}\n<!-- faults:end -->`
+  const next = /<!-- faults:begin -->[\s\S]*<!-- faults:end -->/.test(current)
+    ? current.replace(/<!-- faults:begin -->[\s\S]*<!-- faults:end -->/, block)
+    : `${current}\n${block}\n`
+  await writeFile(page, next)
+}
