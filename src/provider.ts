@@ -110,8 +110,8 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
       payload = raw.toString('utf8')
       event = parseJson(payload)
     }
-  } catch {
-    return await this.rejectDelivery(request, reply, 400, 'malformed_payload')
+  } catch (err) {
+    return await this.rejectDelivery(request, reply, 400, err instanceof TooDeepError ? 'payload_too_deep' : 'malformed_payload')
   }
   if (event === null || typeof event !== 'object' || Array.isArray(event)) return await this.rejectDelivery(request, reply, 400, 'malformed_payload')
 
@@ -136,10 +136,31 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
   return definition.respond?.(result) ?? result
 }
 
+/** No provider nests an event this deep; past it the payload is refused before it is parsed. */
+export const MAX_JSON_DEPTH = 64
+
+class TooDeepError extends Error {}
+
 /**
- * JSON the way Fastify treats untrusted JSON: `__proto__` and `constructor.prototype` keys are refused.
+ * JSON the way Fastify treats untrusted JSON: `__proto__` and `constructor.prototype` keys are
+ * refused, and so is nesting deeper than MAX_JSON_DEPTH (one pass over the text, strings skipped).
  */
 export function parseJson (text: string): unknown {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) {
+      inString = true
+    } else if (c === 123 || c === 91) {
+      if (++depth > MAX_JSON_DEPTH) throw new TooDeepError('payload nested too deep')
+    } else if (c === 125 || c === 93) {
+      depth--
+    }
+  }
   return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
 }
 

@@ -78,13 +78,13 @@ tap.test('one batch holding new events, duplicates, payload conflicts and unstor
   for (const event of events) sends.push({ kind: 'new', id: event.id as string, request: stripeDelivery(event) })
   for (const event of events.slice(0, 10)) sends.push({ kind: 'duplicate', id: event.id as string, request: stripeDelivery(event) })
   for (const event of events.slice(10, 15)) sends.push({ kind: 'conflict', id: event.id as string, request: stripeDelivery({ ...event, type: 'changed.type' }) })
-  // PostgreSQL refuses \u0000 in jsonb text, and JSON nested deeper than its stack allows.
+  // PostgreSQL refuses \u0000 in jsonb text.
   for (let i = 0; i < 3; i++) {
     const id = `evt_nul_${i}`
     sends.push({ kind: 'unstorable', id, request: stripeDelivery(`{"id":"${id}","type":"x","data":"a\\u0000b"}`) })
   }
-  const deep = `{"id":"evt_deep","type":"x","data":${'['.repeat(20000)}${']'.repeat(20000)}}`
-  sends.push({ kind: 'unstorable', id: 'evt_deep', request: stripeDelivery(deep) })
+  // A lone surrogate: valid for JSON.parse, refused by PostgreSQL (class 22).
+  sends.push({ kind: 'unstorable', id: 'evt_surrogate', request: stripeDelivery('{"id":"evt_surrogate","type":"x","data":"\\ud800"}') })
   // Shuffled, so that every kind is spread through the batch (the first request goes alone).
   const [lead, ...others] = sends
   const responses = await Promise.all([lead, ...others.sort(() => Math.random() - 0.5)].map(async send => ({ send, response: await app.inject(send.request) })))

@@ -78,6 +78,9 @@ function bodyFor (definition: ProviderDefinition, bytes: Uint8Array): Buffer {
 
 const secrets = fc.string({ minLength: 1, maxLength: 64 }).filter(s => s.trim() === s && s !== '')
 
+// FUZZ=n multiplies the runs (npm run test:faults fuzzes longer than npm test).
+const FUZZ = Math.max(1, Number(process.env.FUZZ ?? 1))
+
 t.test('property: what a provider signs, it verifies; any single-byte change is refused', async t => {
   for (const definition of definitions) {
     const secretArb = definition.name === 'standard-webhooks'
@@ -98,7 +101,7 @@ t.test('property: what a provider signs, it verifies; any single-byte change is 
       const at = position % signature.length
       const flipped = signature.slice(0, at) + String.fromCharCode(signature.charCodeAt(at) ^ 0x01) + signature.slice(at + 1)
       return !definition.verify(raw, { ...headers, [signatureHeader]: flipped }, [secret], NOW, context).ok
-    }), { numRuns: 150 })
+    }), { numRuns: 150 * FUZZ })
     t.pass(`${definition.name}: sign → verify, body and signature tampering refused`)
   }
 })
@@ -112,7 +115,7 @@ t.test('property: arbitrary headers never throw and never pass without the secre
       names.forEach((name, i) => { if (values[i] !== undefined) headers[name] = values[i] })
       const result = definition.verify(Buffer.from(bytes), headers, ['the-real-secret'], NOW, { toleranceSeconds: 300, url: URL_ })
       return !result.ok && typeof result.reason === 'string'
-    }), { numRuns: 300 })
+    }), { numRuns: 300 * FUZZ })
     t.pass(`${definition.name}: no throw, no accept`)
   }
 })
