@@ -7,8 +7,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
-import pg from 'pg'
 import { startEmbeddedPostgres } from '../dist/db/embedded.js'
+import { freePort, query, waitFor } from '../test/lib/processes.mjs'
 
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
@@ -49,18 +49,7 @@ function signedRequest (id) {
   return { method: 'POST', path: '/webhooks/stripe', body, headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${v1}` } }
 }
 
-async function freePort () {
-  const { createServer } = await import('node:net')
-  return await new Promise(resolve => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) }) })
-}
 
-async function waitReady (url) {
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(url)).ok) return } catch {}
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`not ready: ${url}`)
-}
 
 /** CPU seconds used so far by one process, or by every process named `postgres`. */
 async function cpuSeconds (pid) {
@@ -173,14 +162,14 @@ try {
   for (const [index, [name, options, gatewayEnv = {}]] of scenarios.entries()) {
     const port = await freePort()
     const dbName = `bench_${index}`
-    await pgQuery(database.connectionString, `CREATE DATABASE ${dbName}`)
+    await query(database.connectionString, `CREATE DATABASE ${dbName}`)
     const databaseUrl = database.connectionString.replace(/\/postgres$/, `/${dbName}`)
     const gateway = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []), join(root, 'dist', 'server.js')], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'ingest', DATA_DIR: work, ...JSON.parse(process.env.BENCH_ENV ?? '{}'), ...gatewayEnv },
       stdio: ['ignore', 'ignore', process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
     children.push(gateway)
-    await waitReady(`http://127.0.0.1:${port}/readyz`)
+    await waitFor(`http://127.0.0.1:${port}/readyz`)
     const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, onStart))
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
@@ -188,8 +177,8 @@ try {
     // Durability: every run id answered `accepted` must be a committed row. (A few more rows than
     // answers is expected: requests committed while autocannon was stopping, at most one per connection.)
     const accepted = run.acceptedRuns.length
-    const found = Number((await pgQuery(databaseUrl, 'SELECT count(*) AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [run.acceptedRuns])).rows[0].n)
-    const stored = Number((await pgQuery(databaseUrl, 'SELECT count(*) AS n FROM ops.runs')).rows[0].n)
+    const found = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [run.acceptedRuns])).rows[0].n)
+    const stored = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs')).rows[0].n)
     const check = found === accepted ? `all ${accepted} accepted run ids stored ✓` : `${accepted - found} accepted run ids MISSING ✗`
     rows.push(row(name, run, ceiling, rss, `${accepted + run.duplicates} × 2xx (${run.duplicates} duplicate); ${check}; ${stored} runs in all`))
     if (found !== accepted) process.exitCode = 1
@@ -203,11 +192,6 @@ try {
 console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, 'PostgreSQL': r.cpu.pg, 'load generator': r.cpu.client })))
 await writeReport(rows)
 
-async function pgQuery (connectionString, text, values) {
-  const client = new pg.Client({ connectionString })
-  await client.connect()
-  try { return await client.query(text, values) } finally { await client.end() }
-}
 
 async function writeReport (rows) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')

@@ -7,13 +7,12 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import pg from 'pg'
 import Stripe from 'stripe'
 import { Agent, request } from 'undici'
 import { startEmbeddedPostgres } from '../../dist/db/embedded.js'
+import { freePort, query, waitFor } from '../lib/processes.mjs'
 
 const root = join(import.meta.dirname, '..', '..')
 const SECRET = 'whsec_balancer_test_0123456789abcdef'
@@ -198,21 +197,3 @@ if (failures.length > 0) {
   process.exit(1)
 }
 console.log('balancer test passed')
-
-async function query (connectionString, text, values) {
-  const client = new pg.Client({ connectionString })
-  await client.connect()
-  try { return await client.query(text, values) } finally { await client.end() }
-}
-
-async function freePort () {
-  return await new Promise(resolve => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) }) })
-}
-
-async function waitFor (url) {
-  for (let i = 0; i < 300; i++) {
-    try { if ((await fetch(url)).ok) return } catch {}
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`not ready: ${url}`)
-}

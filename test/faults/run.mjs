@@ -8,11 +8,11 @@ import { promisify } from 'node:util'
 import { createHmac, randomBytes } from 'node:crypto'
 import { existsSync, readdirSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { Agent, request } from 'undici'
+import { freePort, query, waitFor } from '../lib/processes.mjs'
 
 const root = join(import.meta.dirname, '..', '..')
 const SECRET = 'whsec_faults_0123456789abcdef0123'
@@ -318,23 +318,8 @@ async function runToExit (args, env) {
   return { code, stderr }
 }
 
-async function query (connectionString, text, values) {
-  const client = new pg.Client({ connectionString })
-  await client.connect()
-  try { return await client.query(text, values) } finally { await client.end() }
-}
 
-async function freePort () {
-  return await new Promise(resolve => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) }) })
-}
 
-async function waitFor (url) {
-  for (let i = 0; i < 300; i++) {
-    try { if ((await fetch(url)).ok) return } catch {}
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`not ready: ${url}`)
-}
 
 async function writeReport (version) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
