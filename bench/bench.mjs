@@ -253,10 +253,11 @@ What moved the figures (same benchmark, unique events, 50 connections):
   PostgreSQL (server CPU per request down by about a quarter).
 - A generic plan for the ingest statement (its own connections, \`plan_cache_mode\`): about a fifth of
   PostgreSQL's CPU per row at 12 rows per statement, measured on the statement alone.
-- The statement slots (\`INGEST_BATCH_CONCURRENCY\`: 3 or 1) are within this machine's run-to-run
-  noise (±20 %). The delivery log line is not settled: in two of three runs turning it off
-  (\`LOG_LEVEL=warn\`) raised throughput by 35–60 % and saved ~100 µs of server CPU per request, in the
-  third it changed nothing, and the same pino line costs ~9 µs in a microbenchmark. The lever rows show one run.
+- The statement slots (\`INGEST_BATCH_CONCURRENCY\`: 3 or 1) and the delivery log line are within
+  this machine's run-to-run noise (±20 % at saturation, where a lever row can swing either way: two
+  runs showed +35–60 % without the log line, one showed nothing). At a fixed 1,000 req/s, where the
+  machine is not saturated, the server's CPU per request is the same with and without the line
+  (353–379 µs, two runs each), and the line costs ~9 µs in a microbenchmark. The lever rows show one run.
 - At a fixed 1,000 req/s the load generator sends in bursts (every connection's timer fires
   together): bare Fastify's own p99 is 20–25 ms there, so that row measures the machine as much as hookgate.
 `)
