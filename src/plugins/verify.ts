@@ -13,7 +13,8 @@ export default fp(async function verify (fastify) {
     if (route === undefined) return
     const raw = Buffer.isBuffer(request.body) ? request.body : noBody
     const now = Math.floor(Date.now() / 1000)
-    const context = { toleranceSeconds: route.toleranceSeconds, url: publicUrl(request) }
+    // The public URL only when a verifier reads it (Twilio signs it): forwarded headers are parsed then.
+    const context = { toleranceSeconds: route.toleranceSeconds, get url () { return publicUrl(request) } }
     const result = route.definition.verify(raw, request.headers, route.secrets, now, context)
     if (!result.ok) return await this.rejectDelivery(request, reply, 401, result.reason)
   })

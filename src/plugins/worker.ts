@@ -30,13 +30,18 @@ export default fp(async function worker (fastify) {
   let wake: () => void = () => {}
   let listener: pg.Client | undefined
   let loop: Promise<void> | undefined
+  let lastSweep = 0
 
   async function run (): Promise<void> {
     while (!stopping) {
       const free = concurrency - active.size
       if (free > 0) {
         try {
-          await failExhaustedLeases(pool, maxAttempts)
+          // Leases expire after WORKER_LEASE_MS: sweeping once per poll interval is enough, not on every wake.
+          if (Date.now() - lastSweep >= pollMs) {
+            lastSweep = Date.now()
+            await failExhaustedLeases(pool, maxAttempts)
+          }
           for (const claimed of await claimRuns(pool, id, free, leaseMs, maxAttempts)) {
             const job = processRun(claimed).finally(() => { active.delete(job); wake() })
             active.add(job)
