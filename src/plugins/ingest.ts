@@ -40,9 +40,9 @@ export interface DeliverySummary {
 declare module 'fastify' {
   interface FastifyInstance {
     ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
-    /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
     /** Deliveries waiting for, or inside, an ingest statement (metrics). */
     ingestPending: () => number
+    /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
     rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) => Promise<FastifyReply>
     /** Answers a verified protocol handshake (no run is created; the exchange is audited). */
     answerHandshake: (request: FastifyRequest, reply: FastifyReply, answer: unknown) => Promise<FastifyReply>
@@ -138,15 +138,15 @@ export default fp(async function ingest (fastify) {
     const { provider, idempotencyKey, eventType, ignored, raw, payload } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
-    const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
-    const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
-      `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
-      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })},"${ignored ? 'ignored' : 'received'}"]`
     if (batcher.pending >= maxPending) {
       // The database cannot keep up: refuse now (the sender retries) rather than queue without end.
       fastify.metrics.shed.inc({ cause: 'ingest_queue_full' })
       throw new OverloadedError('ingest_queue_full')
     }
+    const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
+    const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
+      `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
+      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })},"${ignored ? 'ignored' : 'received'}"]`
     for (let attempt = 0; attempt < 3; attempt++) {
       const run = await batcher.push(row)
       if (run !== undefined) {

@@ -158,4 +158,4 @@ export default fp(async function worker (fastify) {
     listener = undefined
     await client?.end().catch(() => {})
   })
-}, { name: 'worker', dependencies: ['database', 'providers'] })
+}, { name: 'worker', dependencies: ['database', 'providers', 'metrics'] })
