@@ -7,19 +7,24 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
+import { Pool } from 'undici'
 import { startEmbeddedPostgres } from '../dist/db/embedded.js'
 import { freePort, query, waitFor } from '../test/lib/processes.mjs'
 
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 50
+const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
-// BENCH_LEVERS=1: the unique-events scenario again with one lever undone at a time.
+// BENCH_LEVERS=1: a scenario again with one lever changed at a time.
 const LEVERS = [
   ['lever: no group commit (INGEST_BATCH_SIZE=1)', {}, { INGEST_BATCH_SIZE: '1' }],
-  ['lever: one batch in flight (INGEST_BATCH_CONCURRENCY=1)', {}, { INGEST_BATCH_CONCURRENCY: '1' }],
-  ['lever: no delivery log line (LOG_LEVEL=warn)', {}, { LOG_LEVEL: 'warn' }]
+  ['lever: three batches in flight (INGEST_BATCH_CONCURRENCY=3)', {}, { INGEST_BATCH_CONCURRENCY: '3' }],
+  ['lever: no delivery log line (LOG_LEVEL=warn)', {}, { LOG_LEVEL: 'warn' }],
+  ['lever: fixed 1,000 req/s, three batches in flight', { rate: 1000 }, { INGEST_BATCH_CONCURRENCY: '3' }],
+  ['lever: fixed 1,000 req/s, 2 ms linger (INGEST_BATCH_LINGER_MS=2)', { rate: 1000 }, { INGEST_BATCH_LINGER_MS: '2' }]
+]
 ]
 
 /** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
@@ -43,9 +48,11 @@ const template = {
 }
 
 function signedRequest (id) {
-  const body = JSON.stringify({ id, ...template })
+  // A Buffer, off the V8 heap: 150,000 bodies as strings make the load generator's own garbage
+  // collection pause (10–100 ms) in the middle of a run, which a fixed-rate run counts as latency.
+  const body = Buffer.from(JSON.stringify({ id, ...template }))
   const t = Math.floor(Date.now() / 1000)
-  const v1 = createHmac('sha256', SECRET).update(`${t}.${body}`).digest('hex')
+  const v1 = createHmac('sha256', SECRET).update(`${t}.`).update(body).digest('hex')
   return { method: 'POST', path: '/webhooks/stripe', body, headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${v1}` } }
 }
 
@@ -87,11 +94,13 @@ async function peakRssMb (pid) {
 }
 
 /**
- * One autocannon run. The signed requests are built before the run (the load generator shares the
- * 2 cores: signing during the run would measure the client); `duplicateShare` of them reuse an id.
+ * One load run: autocannon at saturation, `paced` at a fixed rate. The signed requests are built
+ * before the run (the load generator shares the 2 cores: signing during the run would measure the
+ * client); `duplicateShare` of them reuse an id.
  */
-async function load (url, { duplicateShare = 0, rate } = {}, onStart = async () => {}) {
-  const POOL = 150_000
+async function load (url, { duplicateShare = 0, rate, seconds = DURATION } = {}, onStart = async () => {}) {
+  // As many signed requests as the run can send: all of them at a fixed rate, else the ceiling's pace.
+  const POOL = rate === undefined ? Math.ceil(15_000 * seconds) : Math.ceil(rate * seconds)
   const ids = []
   const pool = new Array(POOL)
   for (let i = 0; i < POOL; i++) {
@@ -103,23 +112,70 @@ async function load (url, { duplicateShare = 0, rate } = {}, onStart = async () 
   let next = 0
   const acceptedRuns = []
   let duplicates = 0
+  // Only what the durability check needs, read cheaply: the load generator shares the CPU.
+  const onResponse = (status, body) => {
+    if (status !== 200) return
+    const at = body.indexOf('"run_id":"')
+    if (body.includes('"accepted"')) acceptedRuns.push(body.slice(at + 10, at + 46))
+    else if (body.includes('"duplicate"')) duplicates++
+  }
   await onStart()
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: DURATION,
-    ...(rate === undefined ? {} : { overallRate: rate }),
-    requests: [{
-      setupRequest: request => ({ ...request, ...pool[next++ % POOL] }),
-      onResponse: (status, body) => {
-        if (status !== 200) return
-        if (body.includes('"accepted"')) acceptedRuns.push(JSON.parse(body).run_id)
-        else if (body.includes('"duplicate"')) duplicates++
-      }
-    }]
-  })
+  const result = rate === undefined
+    ? await autocannon({
+      url,
+      connections: CONNECTIONS,
+      duration: seconds,
+      requests: [{ setupRequest: request => ({ ...request, ...pool[next++ % POOL] }), onResponse }]
+    })
+    : await paced(url, rate, seconds, () => pool[next++ % POOL], onResponse)
   if (next > POOL) console.warn(`more requests (${next}) than prepared (${POOL}): ids were reused`)
   return { result, acceptedRuns, duplicates }
+}
+
+/**
+ * A steady rate: request i is sent at t0 + i/rate (1 ms timer, catching up if late) on up to
+ * CONNECTIONS keep-alive connections, and its latency is counted from that scheduled moment, so a
+ * stall in the server (or the sender) shows in the percentiles instead of thinning the load.
+ * autocannon's `overallRate` fires every connection's timer at once: bursts of 50 every 50 ms.
+ * Answers the same shape as autocannon's result, for the fields the report reads.
+ */
+async function paced (url, rate, seconds, nextRequest, onResponse) {
+  const agent = new Pool(url, { connections: CONNECTIONS, pipelining: 1 })
+  const total = Math.round(rate * seconds)
+  const latencies = new Float64Array(total)
+  let sent = 0
+  let finished = 0
+  let errors = 0
+  let non2xx = 0
+  const t0 = performance.now() + 20
+  await new Promise(resolve => {
+    function send (i) {
+      const scheduled = t0 + i * 1000 / rate
+      const { method, path, body, headers } = nextRequest()
+      agent.request({ method, path, body, headers }).then(async response => {
+        const text = await response.body.text()
+        latencies[i] = performance.now() - scheduled
+        if (response.statusCode < 200 || response.statusCode > 299) non2xx++
+        onResponse(response.statusCode, text)
+      }, () => { latencies[i] = performance.now() - scheduled; errors++ }).finally(() => {
+        if (++finished === total) resolve()
+      })
+    }
+    (function tick () {
+      const due = Math.min(total, Math.floor((performance.now() - t0) * rate / 1000) + 1)
+      while (sent < due) send(sent++)
+      if (sent < total) setTimeout(tick, 1)
+    })()
+  })
+  const elapsed = (performance.now() - t0) / 1000
+  await agent.close()
+  latencies.sort()
+  const at = q => Math.round(latencies[Math.min(total - 1, Math.floor(q * total))] * 10) / 10
+  return {
+    requests: { average: total / elapsed, total },
+    latency: { p50: at(0.5), p99: at(0.99), p99_9: at(0.999) },
+    errors, timeouts: 0, non2xx
+  }
 }
 
 function row (name, { result, cpu }, ceiling, rss, extra = '') {
@@ -142,6 +198,7 @@ try {
   const bare = fork(join(import.meta.dirname, 'bare-server.mjs'), { env: { PORT: String(barePort) }, stdio: 'ignore' })
   children.push(bare)
   await new Promise(resolve => bare.once('message', resolve))
+  await load(`http://127.0.0.1:${barePort}`, { seconds: WARMUP })
   const ceilingRun = await measureCpu(bare.pid, async onStart => await load(`http://127.0.0.1:${barePort}`, {}, onStart))
   rows.push(row('bare Fastify, same body (ceiling)', ceilingRun, undefined, await peakRssMb(bare.pid)))
   // The latency floor of this machine and load generator at the fixed rate.
@@ -170,12 +227,14 @@ try {
     })
     children.push(gateway)
     await waitFor(`http://127.0.0.1:${port}/readyz`)
+    // Warm-up, not measured: JIT, connections, prepared statements (the ceiling was warm too).
+    await load(`http://127.0.0.1:${port}`, { ...options, seconds: WARMUP })
     const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, onStart))
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
     await new Promise(resolve => gateway.once('exit', resolve))
-    // Durability: every run id answered `accepted` must be a committed row. (A few more rows than
-    // answers is expected: requests committed while autocannon was stopping, at most one per connection.)
+    // Durability: every run id answered `accepted` must be a committed row. (More rows than answers
+    // is expected: the warm-up's, and requests committed while autocannon was stopping.)
     const accepted = run.acceptedRuns.length
     const found = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [run.acceptedRuns])).rows[0].n)
     const stored = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs')).rows[0].n)
@@ -214,11 +273,14 @@ ${bars}
 
 \`npm run bench\` (bench/bench.mjs) measures, in one run on one machine, bare Fastify parsing the same
 body (the ceiling) and hookgate's durable ingest: a 2xx only after the run is committed in PostgreSQL.
-Load generator (autocannon, ${CONNECTIONS} connections, ${DURATION} s per scenario), servers and PostgreSQL
-(embedded, fsync on) share the machine, so read the ratios, not the absolute numbers.
+Load generator: autocannon at saturation (${CONNECTIONS} connections, ${DURATION} s per scenario); at a fixed rate a
+paced sender (undici, up to ${CONNECTIONS} connections, one request every 1/rate s, latency counted from the moment
+the request was due, so a stall cannot hide by thinning the load). Every server gets a ${WARMUP} s warm-up
+first, not measured. Load generator, servers and PostgreSQL (embedded, fsync on) share the machine,
+so read the ratios, not the absolute numbers.
 After each gateway scenario the stored runs are counted: every \`accepted\` answer must be a row.
 CPU per request is read from /proc for the server process, every PostgreSQL process and the load generator.
-Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun the unique-events scenario with one lever undone.
+Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun a scenario with one setting changed.
 
 Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores.
 

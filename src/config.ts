@@ -31,7 +31,7 @@ export interface Config {
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
   /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once. */
-  ingestBatch: { size: number, concurrency: number, maxPending: number }
+  ingestBatch: { size: number, concurrency: number, lingerMs: number, maxPending: number }
   /** Load shedding (0 = off) and the limit on authentication failures per client IP (0 = off). */
   protection: { maxEventLoopDelayMs: number, maxHeapBytes: number, authFailureLimit: number, authFailureWindowMs: number }
   /** /metrics on its own port (on HOST) instead of the public one. */
@@ -74,7 +74,8 @@ const schema = {
     DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
     DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
     INGEST_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-    INGEST_BATCH_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+    INGEST_BATCH_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
+    INGEST_BATCH_LINGER_MS: { type: 'integer', minimum: 0, maximum: 50, default: 0 },
     INGEST_MAX_PENDING: { type: 'integer', minimum: 1, default: 5000 },
     UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 1000 },
     UNDER_PRESSURE_MAX_HEAP_BYTES: { type: 'integer', minimum: 0, default: 0 },
@@ -116,6 +117,7 @@ interface RawEnv {
   DB_QUERY_TIMEOUT_MS: number
   INGEST_BATCH_SIZE: number
   INGEST_BATCH_CONCURRENCY: number
+  INGEST_BATCH_LINGER_MS: number
   INGEST_MAX_PENDING: number
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: number
   UNDER_PRESSURE_MAX_HEAP_BYTES: number
@@ -189,7 +191,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
-    ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY, maxPending: raw.INGEST_MAX_PENDING },
+    ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY, lingerMs: raw.INGEST_BATCH_LINGER_MS, maxPending: raw.INGEST_MAX_PENDING },
     protection: {
       maxEventLoopDelayMs: raw.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapBytes: raw.UNDER_PRESSURE_MAX_HEAP_BYTES,

@@ -115,6 +115,7 @@ export default fp(async function ingest (fastify) {
   const batcher = createBatcher<Row, StoredRow | undefined>({
     maxSize: fastify.config.ingestBatch.size,
     concurrency: fastify.config.ingestBatch.concurrency,
+    lingerMs: fastify.config.ingestBatch.lingerMs,
     run: async rows => await storeBatch(rows)
   })
 
