@@ -25,7 +25,6 @@ const LEVERS = [
   ['lever: fixed 1,000 req/s, three batches in flight', { rate: 1000 }, { INGEST_BATCH_CONCURRENCY: '3' }],
   ['lever: fixed 1,000 req/s, 2 ms linger (INGEST_BATCH_LINGER_MS=2)', { rate: 1000 }, { INGEST_BATCH_LINGER_MS: '2' }]
 ]
-]
 
 /** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
 const template = {
