@@ -294,33 +294,53 @@ Reproduce: \`npm ci && npm run bench\` (BENCH_SECONDS=${DURATION} by default; \`
 
 ## Reading the figures
 
-On this 2-core machine the load generator, the server and PostgreSQL share the CPU, and the run is
-CPU-bound: throughput ≈ 2 cores ÷ (server + PostgreSQL + load generator µs per request). Bare Fastify
-costs about 70–100 µs of server CPU per request; hookgate's ingest path costs about 180–300 µs in the
-server (verification, parsing, the batch statement's client side, the log line) plus 130–200 µs in
-PostgreSQL (one jsonb parse, four index entries on \`ops.runs\`, two on \`ops.run_events\`, a foreign
-key check, WAL). With no database at all (the ingest call answering at once, an experiment, not a
-mode) the same server reached about 0.5× of the ceiling, so on this machine half the ceiling with a
-durable commit per event is out of reach; on a machine where PostgreSQL has its own cores the bound
-is the server's own CPU.
+On this 2-core machine the load generator, the server and PostgreSQL share the CPU, and a saturated
+run is CPU-bound: throughput ≈ 2 cores ÷ (the three processes' CPU µs per request). Typical figures
+(this benchmark, November 2026 runs):
 
-What moved the figures (same benchmark, unique events, 50 connections):
+| CPU µs per request | bare Fastify | hookgate, unique events |
+|---|---|---|
+| load generator | 75–90 | 85–120 |
+| server | 70–95 | 230–340 |
+| PostgreSQL | — | 140–190 |
+
+**Why half the ceiling is out of reach here.** At a ceiling of 9,000–13,000 req/s, half of it leaves
+about 310–440 µs of CPU per request for all three processes. The load generator takes ~90 of them.
+PostgreSQL, storing what hookgate stores for every delivery (the run with its 1.4 KB payload as
+jsonb, its \`received\` event, their index entries and WAL, an fsync'd commit), takes 140–190 µs even
+in batches of 25–64 rows; the statement alone, measured apart, splits into parsing the jsonb
+(~35 µs a row), the \`ops.runs\` insert (~35), the run event (~15–50) and the statement's joins.
+That leaves 100–150 µs for the server, whose bare-Fastify part is already 70–95. With the database
+call stubbed out (an experiment, not a mode) the same server reached about half the ceiling: the
+ratio is set by sharing two cores with PostgreSQL. Where PostgreSQL has cores of its own, the bound is
+the server's CPU.
+
+What moved the figures (unique events, 50 connections unless said):
 
 - Group commit (\`src/batcher.ts\`): one statement per batch instead of per delivery. Without it
-  (\`INGEST_BATCH_SIZE=1\`) throughput falls to between a third and a half, and PostgreSQL's CPU per request triples.
+  (\`INGEST_BATCH_SIZE=1\`) throughput falls to a third or less, PostgreSQL's CPU per request triples.
+- One statement slot (\`INGEST_BATCH_CONCURRENCY=1\`, the default): deliveries arriving during a
+  commit go together in the next one. Nine interleaved 6 s runs (1, 2, 3 slots, three times each):
+  with one slot PostgreSQL's CPU per delivery was 138–187 µs against 192–254 with two or three, p99
+  38–44 ms against 44–56 (batches averaged 25 deliveries against 10 with three slots, in an
+  instrumented run). At a fixed 1,000 req/s one slot used a quarter to a third less PostgreSQL CPU
+  per delivery in four paired runs. Single lever rows swing by ±30 % on this machine (a
+  neighbour's load changes between rows): read the lever rows as one sample each.
 - An index lookup for existing keys (\`LATERAL ... LIMIT 1\`): the first batch statement joined the
   batch to \`ops.runs\` and PostgreSQL chose a sequential scan as the table grew (3.5× its CPU per row).
 - The batch as one JSON array instead of eight text arrays: no array escaping in Node, one parse in
   PostgreSQL (server CPU per request down by about a quarter).
 - A generic plan for the ingest statement (its own connections, \`plan_cache_mode\`): about a fifth of
   PostgreSQL's CPU per row at 12 rows per statement, measured on the statement alone.
-- The statement slots (\`INGEST_BATCH_CONCURRENCY\`: 3 or 1) and the delivery log line are within
-  this machine's run-to-run noise (±20 % at saturation, where a lever row can swing either way: two
-  runs showed +35–60 % without the log line, one showed nothing). At a fixed 1,000 req/s, where the
-  machine is not saturated, the server's CPU per request is the same with and without the line
-  (353–379 µs, two runs each), and the line costs ~9 µs in a microbenchmark. The lever rows show one run.
-- At a fixed 1,000 req/s the load generator sends in bursts (every connection's timer fires
-  together): bare Fastify's own p99 is 20–25 ms there, so that row measures the machine as much as hookgate.
+- One index on \`received_at\` instead of two (migration 003): one index entry less per delivery.
+- The delivery log line: ~9 µs in a microbenchmark; at saturation its lever row is within the noise.
+
+**At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
+deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
+~150 a row in a batch) and the server ~550 µs per delivery, so the machine is about half busy and
+bursts queue: p50 3–4 ms, p99 20–30 ms. A 2 ms linger (\`INGEST_BATCH_LINGER_MS=2\`) cuts
+PostgreSQL's CPU per delivery by a quarter to a third, but every delivery waits for it and p99 did not
+improve in these runs: it stays off by default, for deployments that are short of database CPU.
 `)
 }
 
