@@ -300,17 +300,18 @@ run is CPU-bound: throughput ≈ 2 cores ÷ (the three processes' CPU µs per re
 
 | CPU µs per request | bare Fastify | hookgate, unique events |
 |---|---|---|
-| load generator | 75–90 | 85–120 |
-| server | 70–95 | 230–340 |
-| PostgreSQL | — | 140–190 |
+| load generator | 60–90 | 75–120 |
+| server | 65–95 | 200–340 |
+| PostgreSQL | — | 120–190 |
 
-**Why half the ceiling is out of reach here.** At a ceiling of 9,000–13,000 req/s, half of it leaves
-about 310–440 µs of CPU per request for all three processes. The load generator takes ~90 of them.
+**Why half the ceiling is out of reach here.** At a ceiling of 9,000–14,500 req/s, half of it leaves
+about 275–445 µs of CPU per request for all three processes. The load generator takes 60–120 of them.
 PostgreSQL, storing what hookgate stores for every delivery (the run with its 1.4 KB payload as
-jsonb, its \`received\` event, their index entries and WAL, an fsync'd commit), takes 140–190 µs even
+jsonb, its \`received\` event, their index entries and WAL, an fsync'd commit), takes 120–190 µs even
 in batches of 25–64 rows; the statement alone, measured apart, splits into parsing the jsonb
 (~35 µs a row), the \`ops.runs\` insert (~35), the run event (~15–50) and the statement's joins.
-That leaves 100–150 µs for the server, whose bare-Fastify part is already 70–95. With the database
+That leaves 0–200 µs for the server, whose bare-Fastify part is already 65–95 and whose
+measured total is 200–340. With the database
 call stubbed out (an experiment, not a mode) the same server reached about half the ceiling: the
 ratio is set by sharing two cores with PostgreSQL. Where PostgreSQL has cores of its own, the bound is
 the server's CPU.
@@ -324,7 +325,7 @@ What moved the figures (unique events, 50 connections unless said):
   with one slot PostgreSQL's CPU per delivery was 138–187 µs against 192–254 with two or three, p99
   38–44 ms against 44–56 (batches averaged 25 deliveries against 10 with three slots, in an
   instrumented run). At a fixed 1,000 req/s one slot used a quarter to a third less PostgreSQL CPU
-  per delivery in four paired runs. Single lever rows swing by ±30 % on this machine (a
+  per delivery in four of five paired runs (7 % less in the fifth, the last run below). Single lever rows swing by ±30 % on this machine (a
   neighbour's load changes between rows): read the lever rows as one sample each.
 - An index lookup for existing keys (\`LATERAL ... LIMIT 1\`): the first batch statement joined the
   batch to \`ops.runs\` and PostgreSQL chose a sequential scan as the table grew (3.5× its CPU per row).
@@ -338,7 +339,7 @@ What moved the figures (unique events, 50 connections unless said):
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
 ~150 a row in a batch) and the server ~550 µs per delivery, so the machine is about half busy and
-bursts queue: p50 3–4 ms, p99 20–30 ms. A 2 ms linger (\`INGEST_BATCH_LINGER_MS=2\`) cuts
+bursts queue: p50 2–4 ms, p99 20–37 ms. A 2 ms linger (\`INGEST_BATCH_LINGER_MS=2\`) cuts
 PostgreSQL's CPU per delivery by a quarter to a third, but every delivery waits for it and p99 did not
 improve in these runs: it stays off by default, for deployments that are short of database CPU.
 `)
