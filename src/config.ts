@@ -30,7 +30,7 @@ export interface Config {
   dbPoolMax: number
   dbConnectTimeoutMs: number
   dbQueryTimeoutMs: number
-  /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once. */
+  /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once, a lone delivery held at most `lingerMs` for company. */
   ingestBatch: { size: number, concurrency: number, lingerMs: number, maxPending: number }
   /** Load shedding (0 = off) and the limit on authentication failures per client IP (0 = off). */
   protection: { maxEventLoopDelayMs: number, maxHeapBytes: number, authFailureLimit: number, authFailureWindowMs: number }
