@@ -197,3 +197,17 @@ tap.test('a batch split by an unstorable payload keeps every answer in its place
     t.not(last.json().run_id, copy.json().run_id)
   }
 })
+
+tap.test('INGEST_BATCH_LINGER_MS: deliveries a few ms apart share one statement, each with its own answer', async t => {
+  const { app, databaseUrl } = await build(t, { INGEST_BATCH_LINGER_MS: '40' })
+  const first = app.inject(stripeDelivery(stripeEvent()))
+  await new Promise(resolve => setTimeout(resolve, 5))
+  const second = app.inject(stripeDelivery(stripeEvent()))
+  const answers = (await Promise.all([first, second])).map(response => response.json())
+  t.same(answers.map(answer => answer.status), ['accepted', 'accepted'])
+  t.not(answers[0].run_id, answers[1].run_id)
+  // Rows written by one statement share its transaction id.
+  const transactions = await withClient(databaseUrl, async client =>
+    (await client.query('SELECT count(DISTINCT xmin::text)::int AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [answers.map(answer => answer.run_id)])).rows[0].n)
+  t.equal(transactions, 1, 'one commit for both')
+})
