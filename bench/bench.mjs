@@ -151,12 +151,13 @@ async function paced (url, rate, seconds, nextRequest, onResponse) {
     function send (i) {
       const scheduled = t0 + i * 1000 / rate
       const { method, path, body, headers } = nextRequest()
+      // A connection lost while sending or while reading the answer is an error of that request.
       agent.request({ method, path, body, headers }).then(async response => {
         const text = await response.body.text()
         latencies[i] = performance.now() - scheduled
         if (response.statusCode < 200 || response.statusCode > 299) non2xx++
         onResponse(response.statusCode, text)
-      }, () => { latencies[i] = performance.now() - scheduled; errors++ }).finally(() => {
+      }).catch(() => { latencies[i] = performance.now() - scheduled; errors++ }).finally(() => {
         if (++finished === total) resolve()
       })
     }
