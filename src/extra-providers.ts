@@ -121,8 +121,12 @@ function configuredProvider (entry: ProviderConfig): ProviderPlugin {
   }
   if (entry.scheme === 'hmac') {
     const scheme = hmacScheme(entry.hmac as HmacScheme)
+    const keyHeader = entry.idempotencyKey.header
+    const keySigned = keyHeader === undefined || (scheme.signsId && keyHeader === entry.hmac!.idHeader)
     return defineProvider({
       ...common,
+      // A key from a header outside the signed content: the same signed bytes under another key are a replay.
+      replayGuard: keySigned ? undefined : 'body',
       signatureHeaders: [entry.hmac!.header],
       verify: (raw, headers, secrets, now, { toleranceSeconds }) => scheme.verify(raw, headers, secrets, now, toleranceSeconds),
       sign: (raw, secret, now) => scheme.sign(raw, secret, now)

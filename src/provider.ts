@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
-import type { VerifyResult } from './signatures.js'
+import { headerValue, sha256, type VerifyResult } from './signatures.js'
 import type { Handler } from './outcomes.js'
 
 /**
@@ -24,8 +24,25 @@ export interface ProviderDefinition<Event = any> {
   bodyLimit?: number
   /** Pure: raw bytes + headers + secrets + clock (unix seconds) → verified or a reason. */
   verify: (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, context: VerifyContext) => VerifyResult
-  /** Turns the verified bytes into the event; default: JSON, or the fields of a form body. Throws if malformed. */
-  parse?: (raw: Buffer, contentType: string) => unknown
+  /**
+   * Turns the verified bytes into the event; default: JSON, or the fields of a form body. `form` comes
+   * from the signed bytes themselves (`bodyForm`), never from the unsigned Content-Type. Throws if malformed.
+   */
+  parse?: (raw: Buffer, form: boolean) => unknown
+  /**
+   * Answered before the signature is checked, with nothing stored (Slack's unsigned `ssl_check`): only
+   * for a request a sender's own framework answers unverified. Must be cheap and bounded.
+   */
+  unsignedProbe?: (raw: Buffer, headers: IncomingHttpHeaders) => unknown
+  /** Headers the sender always sends: a verified delivery missing one is a 400 `missing_headers`. */
+  requiredHeaders?: readonly string[]
+  /**
+   * Replay protection where the idempotency key comes from a header the signature does not cover and
+   * no timestamp bounds a replay: the same signed bytes arriving again under another key are a
+   * duplicate of the first run (audited `replayed_body`). `body`: the bytes alone; `body+type`: the
+   * bytes and the event type (a sender that may send one body for two event types).
+   */
+  replayGuard?: 'body' | 'body+type'
   /** A protocol handshake answered at once and not stored as a run (Slack's url_verification). */
   handshake?: (event: Event) => unknown
   /** The provider's own event id and type. Only called on a verified, parsed body. */
@@ -95,13 +112,17 @@ function keepBytes (_request: FastifyRequest, body: Buffer, done: (err: null, bo
 async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const { definition } = request.routeOptions.config.provider as ProviderRoute
   const raw = request.body as Buffer
-  const contentType = request.headers['content-type'] ?? ''
-  const form = isForm(contentType)
+  // What the bytes are decides how they are read; a Content-Type that says otherwise is refused.
+  const acceptsForm = (definition.contentTypes ?? []).some(isForm)
+  const form = acceptsForm && bodyForm(raw) === 'form'
+  if (acceptsForm && form !== isForm(request.headers['content-type'] ?? '')) return await this.rejectDelivery(request, reply, 400, 'content_type_mismatch')
+  const missing = (definition.requiredHeaders ?? []).filter(name => (headerValue(request.headers[name]) ?? '') === '')
+  if (missing.length > 0) return await this.rejectDelivery(request, reply, 400, 'missing_headers', { missing })
   let event: unknown
   let payload: string
   try {
     if (definition.parse !== undefined) {
-      event = definition.parse(raw, contentType)
+      event = definition.parse(raw, form)
       payload = JSON.stringify(event)
     } else if (form) {
       event = formFields(raw)
@@ -111,7 +132,7 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
       event = parseJson(payload)
     }
   } catch (err) {
-    return await this.rejectDelivery(request, reply, 400, err instanceof TooDeepError ? 'payload_too_deep' : 'malformed_payload')
+    return await this.rejectDelivery(request, reply, 400, err instanceof TooDeepError ? 'payload_too_deep' : err instanceof TooManyFieldsError ? 'too_many_fields' : 'malformed_payload')
   }
   if (event === null || typeof event !== 'object' || Array.isArray(event)) return await this.rejectDelivery(request, reply, 400, 'malformed_payload')
 
@@ -123,13 +144,15 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
   // Never a made-up key: an event without its provider's id cannot be deduplicated.
   if (key === undefined) return await this.rejectDelivery(request, reply, 400, 'missing_event_id')
 
+  const type = typeof eventType === 'string' && eventType !== '' ? eventType.slice(0, 255) : null
   const run = await this.ingestDelivery(request, {
     provider: definition.name,
     idempotencyKey: key,
-    eventType: typeof eventType === 'string' && eventType !== '' ? eventType.slice(0, 255) : null,
+    eventType: type,
     ignored: ignored === true,
     raw,
-    payload
+    payload,
+    replayKey: replayKey(definition.replayGuard, raw, type)
   })
   // A payload conflict is committed (and raised for review): the sender must not retry it either.
   const result = { status: run.status, run_id: run.runId }
@@ -164,14 +187,49 @@ export function parseJson (text: string): unknown {
   return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' })
 }
 
-/** Fields of a form body; a name sent several times keeps every value, in order. No prototype is touched. */
+/** No sender posts more form fields than this (Twilio: about 40); past it a body is refused unread. */
+export const MAX_FORM_FIELDS = 1000
+
+export class TooManyFieldsError extends Error {}
+
+/**
+ * Fields of a form body; a name sent several times keeps every value, in order. No prototype is
+ * touched. Linear in the body (it may run before a signature is checked): the `&`s are counted
+ * first and a body of more than MAX_FORM_FIELDS fields is refused before it is decoded.
+ */
 export function formFields (raw: Buffer | string): Record<string, string | string[]> {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw) : raw
+  let separators = 0
+  for (let i = bytes.indexOf(38); i !== -1; i = bytes.indexOf(38, i + 1)) {
+    if (++separators >= MAX_FORM_FIELDS) throw new TooManyFieldsError(`more than ${MAX_FORM_FIELDS} form fields`)
+  }
   const fields = new Map<string, string | string[]>()
-  for (const [name, value] of new URLSearchParams(raw.toString())) {
+  for (const [name, value] of new URLSearchParams(bytes.toString())) {
     const seen = fields.get(name)
-    fields.set(name, seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value])
+    if (seen === undefined) fields.set(name, value)
+    else if (Array.isArray(seen)) seen.push(value)
+    else fields.set(name, [seen, value])
   }
   return Object.fromEntries(fields)
+}
+
+/**
+ * What the signed bytes are: a JSON object (or array) starts with `{` (or `[`) after optional
+ * whitespace; a form body never does (its `{` would be `%7B`). Providers that take both read a body
+ * by this, never by the Content-Type header, which the signature does not cover.
+ */
+export function bodyForm (raw: Buffer): 'json' | 'form' {
+  for (const byte of raw) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue
+    return byte === 0x7b || byte === 0x5b ? 'json' : 'form'
+  }
+  return 'form'
+}
+
+/** The replay guard's key (see ProviderDefinition.replayGuard): a hash of the signed bytes, and of the type. */
+export function replayKey (guard: ProviderDefinition['replayGuard'], raw: Buffer, eventType: string | null): string | null {
+  if (guard === undefined) return null
+  return guard === 'body' ? sha256(raw).toString('hex') : sha256(Buffer.concat([sha256(raw), Buffer.from(`\n${eventType ?? ''}`)])).toString('hex')
 }
 
 export function isForm (contentType: string): boolean {

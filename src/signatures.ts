@@ -14,6 +14,7 @@ export type RejectReason =
   | 'timestamp_in_future'
   | 'no_matching_signature'
   | 'unknown_key_version'
+  | 'too_many_fields'
 
 export type VerifyResult = { ok: true } | { ok: false, reason: RejectReason }
 

@@ -124,10 +124,11 @@ tap.test('HTTP: long URLs and headers, unknown methods, path traversal, unfinish
 tap.test('a forged flood does not stop real deliveries', async t => {
   const { app } = await build(t, { AUTH_FAILURE_LIMIT: '50' })
   const forged = Array.from({ length: 400 }, () => app.inject(stripeDelivery(stripeEvent(), { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'ab'.repeat(32)}` })))
-  const real = Array.from({ length: 20 }, async () => await app.inject(stripeDelivery(stripeEvent())))
+  // Stripe delivers from its own addresses: the flood's client is limited, Stripe is not.
+  const real = Array.from({ length: 20 }, async () => await app.inject({ ...stripeDelivery(stripeEvent()), remoteAddress: '3.18.12.63' }))
   const [forgedAnswers, realAnswers] = await Promise.all([Promise.all(forged), Promise.all(real)])
   t.ok(forgedAnswers.every(r => r.statusCode === 401 || r.statusCode === 429), 'every forged delivery refused')
-  t.ok(forgedAnswers.filter(r => r.statusCode === 429).length >= 300, 'past the limit they are 429, not audited')
+  t.ok(forgedAnswers.filter(r => r.statusCode === 429).length >= 300, 'past the limit they are 429, audited in aggregate')
   t.ok(realAnswers.every(r => r.statusCode === 200 && r.json().status === 'accepted'), 'every real delivery accepted')
 })
 

@@ -28,7 +28,7 @@ tap.test('GET /metrics: deliveries, rejections, latency, queue, pool, event loop
   t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="accepted"'), 1)
   t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="duplicate"'), 1)
   t.equal(metricValue(text, 'hookgate_deliveries_total', 'provider="stripe",outcome="rejected"'), 1)
-  t.equal(metricValue(text, 'hookgate_rejections_total', 'provider="stripe",reason="malformed_signature_header"'), 1)
+  t.equal(metricValue(text, 'hookgate_rejections_total', 'provider="stripe",reason="timestamp_too_old"'), 1)
   t.equal(metricValue(text, 'hookgate_ingest_duration_seconds_count', 'provider="stripe",outcome="accepted"'), 1)
   t.equal(metricValue(text, 'hookgate_queue_depth'), 1, 'the accepted run waits (ROLE=ingest)')
   t.ok((metricValue(text, 'hookgate_queue_oldest_seconds') ?? -1) >= 0)
@@ -49,30 +49,64 @@ tap.test('METRICS_PORT serves /metrics on its own listener only', async t => {
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
 })
 
-tap.test('authentication failures past the limit: 429, not audited; valid deliveries still accepted', async t => {
+tap.test('refusals past the limit: 429 before the body is read, aggregated audit rows, per client (IPv6 by /64)', async t => {
   const { app, databaseUrl } = await build(t, { AUTH_FAILURE_LIMIT: '5', AUTH_FAILURE_WINDOW_MS: '60000' })
+  const forged = () => stripeDelivery(stripeEvent(), { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` })
+  // Every refusal counts, whatever its status: a 401, a 415, a 400 and a headers-only 413.
+  const refusals = [
+    forged(),
+    { ...forged(), headers: { ...forged().headers, 'content-type': 'text/plain' } },
+    stripeDelivery('not json'),
+    forged(),
+    { method: 'POST' as const, url: '/webhooks/stripe', headers: { 'content-type': 'application/json', 'content-length': String(50 * 1024 * 1024) }, payload: '' }
+  ]
   const statuses: number[] = []
-  for (let i = 0; i < 12; i++) {
-    const response = await app.inject(stripeDelivery(stripeEvent(), { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` }))
+  for (const request of [...refusals, forged(), forged(), forged()]) {
+    const response = await app.inject(request)
     statuses.push(response.statusCode)
     if (response.statusCode === 429) {
       t.ok(Number(response.headers['retry-after']) > 0, 'Retry-After')
-      t.same(response.json(), { error: 'too_many_requests', reason: 'too_many_authentication_failures' })
+      t.same(response.json(), { error: 'too_many_requests', reason: 'too_many_refusals' })
     }
   }
-  t.same(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429])
+  t.same(statuses.slice(0, 5), [401, 415, 400, 401, 413], 'refused for what they are while under the limit')
+  t.same(statuses.slice(5), [429, 429, 429], 'past the limit: 429 (the first one counted, the next refused before their bodies)')
   const valid = await app.inject(stripeDelivery(stripeEvent()))
-  t.equal(valid.statusCode, 200, 'a valid delivery from the same client is never limited')
-  t.equal(valid.json().status, 'accepted')
-  const other = await app.inject({ ...stripeDelivery(stripeEvent(), { 'stripe-signature': 't=1,v1=00' }), remoteAddress: '10.9.8.7' })
-  t.equal(other.statusCode, 401, 'another client has its own count')
+  t.equal(valid.statusCode, 429, 'a limited client is refused before its body is read, valid or not, until its window ends')
+  t.ok(Number(valid.headers['retry-after']) > 0)
+  const other = await app.inject({ ...stripeDelivery(stripeEvent()), remoteAddress: '10.9.8.7' })
+  t.equal(other.statusCode, 200, 'another client is not limited')
+
+  // IPv6: one subscriber's /64 is one client; another /64 is another.
+  for (let i = 0; i < 6; i++) await app.inject({ ...forged(), remoteAddress: `2001:db8:1:2::${i + 1}` })
+  const sameBlock = await app.inject({ ...stripeDelivery(stripeEvent()), remoteAddress: '2001:db8:1:2:ffff::9' })
+  t.equal(sameBlock.statusCode, 429, 'another address of the same /64 is limited too')
+  const otherBlock = await app.inject({ ...stripeDelivery(stripeEvent()), remoteAddress: '2001:db8:1:3::1' })
+  t.equal(otherBlock.statusCode, 200, 'the next /64 is not')
+
+  await app.close()
   await withClient(databaseUrl, async client => {
     const { rows: [{ n }] } = await client.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'rejected'")
-    t.equal(n, 6, 'five refusals + the other client audited; the 429s are not')
+    t.equal(n, 10, 'five refusals of each client below the limit audited row by row')
+    const { rows } = await client.query("SELECT data FROM ops.run_events WHERE type = 'rejected_aggregate' ORDER BY data->>'client', data->>'reason'")
+    t.same(rows.map(r => [r.data.client, r.data.reason, r.data.count]), [
+      ['127.0.0.1', 'no_matching_signature', 1],
+      ['127.0.0.1', 'too_many_refusals', 3],
+      ['2001:db8:1:2::/64', 'no_matching_signature', 1],
+      ['2001:db8:1:2::/64', 'too_many_refusals', 1]
+    ], 'past the limit: one row per client, reason and minute, with a count')
   })
-  await settle()
-  const metrics = (await app.inject('/metrics')).body
-  t.equal(metricValue(metrics, 'hookgate_rejections_total', 'provider="stripe",reason="too_many_authentication_failures"'), 7)
+})
+
+tap.test('clientKey: IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 by its /64', async t => {
+  const { clientKey } = await import('../src/plugins/protection.js')
+  t.equal(clientKey('203.0.113.7'), '203.0.113.7')
+  t.equal(clientKey('::ffff:203.0.113.7'), '203.0.113.7')
+  t.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64')
+  t.equal(clientKey('2001:0db8:0000:0001:aaaa:bbbb:cccc:dddd'), '2001:db8:0:1::/64')
+  t.equal(clientKey('2001:db8:0:1::'), '2001:db8:0:1::/64')
+  t.equal(clientKey('::1'), '0:0:0:0::/64')
+  t.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64')
 })
 
 tap.test('load shedding: a full ingest queue answers 503 + Retry-After at once', async t => {

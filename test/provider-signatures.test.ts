@@ -6,7 +6,7 @@ import { githubSignature } from '../src/providers/github.js'
 import { shopifySignature } from '../src/providers/shopify.js'
 import { slackSignature } from '../src/providers/slack.js'
 import { verifyPaddleSignature } from '../src/providers/paddle.js'
-import { verifyTwilioSignature, withAndWithoutPort } from '../src/providers/twilio.js'
+import { twilioUrlCandidates, verifyTwilioSignature } from '../src/providers/twilio.js'
 import { verifyStandardWebhook } from '../src/schemes/standard-webhooks.js'
 import { compileSignedContent, hmacScheme } from '../src/schemes/hmac.js'
 import { decodeDigest } from '../src/signatures.js'
@@ -41,8 +41,8 @@ t.test('published vectors', async t => {
   t.same(verifyPaddleSignature(raw('{"data": ["1", "2"]}'), 'ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9', ['VALID_SECRET'], 1698796800, 5), { ok: true }, 'Paddle')
   t.same(verifyPaddleSignature(raw('{"data": ["1", "2"]}'), 'ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9', ['VALID_SECRET'], 1698796806, 5), { ok: false, reason: 'timestamp_too_old' }, 'Paddle, 6 s later')
   const twilioParams = 'CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212'
-  t.same(verifyTwilioSignature(raw(twilioParams), 'RSOYDt4T1cUTdK1PDd93/VVr8B8=', 'application/x-www-form-urlencoded', 'https://mycompany.com/myapp.php?foo=1&bar=2', ['12345']), { ok: true }, 'Twilio')
-  t.same(verifyTwilioSignature(raw(twilioParams), 'RSOYDt4T1cUTdK1PDd93/VVr8B8=', 'application/x-www-form-urlencoded', 'https://mycompany.com/myapp.php?foo=1&bar=3', ['12345']), { ok: false, reason: 'no_matching_signature' }, 'Twilio, another URL')
+  t.same(verifyTwilioSignature(raw(twilioParams), 'RSOYDt4T1cUTdK1PDd93/VVr8B8=', 'https://mycompany.com/myapp.php?foo=1&bar=2', ['12345']), { ok: true }, 'Twilio')
+  t.same(verifyTwilioSignature(raw(twilioParams), 'RSOYDt4T1cUTdK1PDd93/VVr8B8=', 'https://mycompany.com/myapp.php?foo=1&bar=3', ['12345']), { ok: false, reason: 'no_matching_signature' }, 'Twilio, another URL')
 })
 
 t.test('scheme building blocks', async t => {
@@ -53,8 +53,12 @@ t.test('scheme building blocks', async t => {
   t.equal(decodeDigest('AAAA', 'base64', 3)?.length, 3)
   t.equal(decodeDigest('AAA=', 'base64', 3), undefined, 'non-canonical base64 is refused')
   t.equal(decodeDigest('AA A', 'base64', 3), undefined)
-  t.same(withAndWithoutPort('https://user@h.example:8443/x?y=1'), ['https://user@h.example/x?y=1', 'https://user@h.example:443/x?y=1'])
-  t.same(withAndWithoutPort('not a url'), ['not a url'])
+  // As twilio-node tries them: without any port, with the URL's own port (never replaced by the default).
+  t.same(twilioUrlCandidates('https://user@h.example:8443/x?y=1'), ['https://user@h.example/x?y=1', 'https://user@h.example:8443/x?y=1'])
+  t.same(twilioUrlCandidates('http://localhost:3000/webhooks/twilio'), ['http://localhost/webhooks/twilio', 'http://localhost:3000/webhooks/twilio'])
+  t.same(twilioUrlCandidates('https://h.example/x'), ['https://h.example/x', 'https://h.example:443/x'])
+  t.same(twilioUrlCandidates("https://h.example/x?q=it's"), ["https://h.example/x?q=it's", "https://h.example:443/x?q=it's", 'https://h.example/x?q=it%27s', 'https://h.example:443/x?q=it%27s'])
+  t.same(twilioUrlCandidates('not a url'), ['not a url'])
 })
 
 const [generic] = configuredProviders([GENERIC_PROVIDER])

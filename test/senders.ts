@@ -114,6 +114,8 @@ export const senders: Sender[] = [
           ...json,
           'x-shopify-hmac-sha256': createHmac('sha256', secret).update(payload).digest('base64'),
           'x-shopify-topic': 'orders/create',
+          'x-shopify-shop-domain': 'example.myshopify.com',
+          'x-shopify-api-version': '2025-01',
           'x-shopify-event-id': key,
           'x-shopify-webhook-id': randomUUID()
         },
@@ -189,16 +191,18 @@ export const senders: Sender[] = [
     timestamped: false,
     signatureHeader: 'x-twilio-signature',
     deliver: async (secret, { body } = {}) => {
-      const key = hex(16)
+      const token = hex(16)
       const params: Record<string, string> = (body as Record<string, string> | undefined) ??
         { MessageSid: `SM${hex(16)}`, MessageStatus: 'delivered', From: '+14158675309', To: '+18005551212', Body: 'Hé 👋' }
+      // The key is taken from the signed parameters where they carry one; the token header is not signed.
+      const key = params.MessageSid !== undefined && params.MessageStatus !== undefined ? `${params.MessageSid}:${params.MessageStatus}` : token
       const path = '/webhooks/twilio'
       return {
         url: path,
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
           'x-twilio-signature': twilio.getExpectedTwilioSignature(secret, TWILIO_PUBLIC_BASE_URL + path, params),
-          'i-twilio-idempotency-token': key
+          'i-twilio-idempotency-token': token
         },
         payload: new URLSearchParams(params).toString(),
         key

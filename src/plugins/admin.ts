@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import swagger from '@fastify/swagger'
 import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
@@ -70,13 +70,23 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
     }
   })
 
+  // A failed sign-in counts toward the client's refusal limit like a forged delivery; past it, 429.
   fastify.addHook('onRequest', async (request, reply) => {
+    const limited = fastify.refusalLimit(request)
+    if (limited !== undefined) return await tooManyRefusals(reply, limited)
     const header = request.headers.authorization ?? ''
-    const presented = header.startsWith('Bearer ') ? header.slice(7) : ''
+    // The scheme name is case-insensitive (RFC 7235).
+    const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, '') : ''
     if (!constantTimeEqual(presented, token)) {
+      const retryAfter = await fastify.countRefusal(request)
+      if (retryAfter !== undefined) return await tooManyRefusals(reply, retryAfter)
       return await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'Authorization: Bearer <ADMIN_TOKEN> required' })
     }
   })
+
+  async function tooManyRefusals (reply: FastifyReply, retryAfter: number): Promise<FastifyReply> {
+    return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
+  }
 
   // An empty POST (replay, dismiss) is an empty decision.
   fastify.addHook('preValidation', async request => {

@@ -6,6 +6,7 @@ import { SENSITIVE_HEADERS } from '../redact.js'
 import { DatabaseUnavailableError, HttpError, OverloadedError, errorName } from '../errors.js'
 import { RUNS_CHANNEL } from '../queue.js'
 import { createBatcher } from '../batcher.js'
+import { refusalAggregate } from '../refusal-aggregate.js'
 
 /**
  * Storing deliveries. A verified event is recorded by ONE statement (one round trip, one commit)
@@ -23,6 +24,8 @@ export interface Delivery {
   raw: Buffer
   /** The body as JSON text, stored as `ops.runs.payload`. */
   payload: string
+  /** Hex hash that makes the same signed bytes under another key a duplicate (ProviderDefinition.replayGuard), or null. */
+  replayKey: string | null
 }
 
 export interface IngestResult { runId: string, status: 'accepted' | 'duplicate' | 'conflict' }
@@ -42,8 +45,11 @@ declare module 'fastify' {
     ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
     /** Deliveries waiting for, or inside, an ingest statement (metrics). */
     ingestPending: () => number
-    /** Refuses a delivery: audits it (never its body), notes it for the log line and answers. */
-    rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) => Promise<FastifyReply>
+    /**
+     * Refuses a delivery: counts it toward the client's limit, audits it (never its body), notes it
+     * for the log line and answers; past the limit a 429, audited in a per-minute aggregate.
+     */
+    rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string, details?: Record<string, unknown>) => Promise<FastifyReply>
     /** Answers a verified protocol handshake (no run is created; the exchange is audited). */
     answerHandshake: (request: FastifyRequest, reply: FastifyReply, answer: unknown) => Promise<FastifyReply>
   }
@@ -56,21 +62,24 @@ declare module 'fastify' {
 // ones already holding their keys), one run event per delivery, an exception for each delivery whose
 // key arrives with different signed bytes (a payload conflict), and one NOTIFY that wakes the
 // workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
-// others are its duplicates. Keys are inserted in order so that two batches never wait on each other
+// others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
+// whose key is new but whose signed bytes a run already holds is a duplicate of that run
+// ('replayed_body'). Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race).
 const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
-    decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status
+    decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
+    decode(item->>8, 'hex') AS replay_sha256
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
 ), inserted AS (
-  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status)
-  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status
+  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256)
+  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256
   FROM input ORDER BY provider, idempotency_key, ord
-  ON CONFLICT (provider, idempotency_key) DO NOTHING
-  RETURNING run_id, provider, idempotency_key, body_sha256, status
-), found AS (
+  ON CONFLICT DO NOTHING
+  RETURNING run_id, provider, idempotency_key, body_sha256, status, replay_sha256
+), by_key AS (
   SELECT run_id, provider, idempotency_key, body_sha256, status, true AS created FROM inserted
   UNION ALL
   SELECT r.run_id, k.provider, k.idempotency_key, r.body_sha256, r.status, false
@@ -79,30 +88,47 @@ WITH input AS (
     SELECT run_id, body_sha256, status FROM ops.runs
     WHERE provider = k.provider AND idempotency_key = k.idempotency_key LIMIT 1
   ) AS r
+), by_body AS (
+  SELECT run_id, provider, replay_sha256, body_sha256, status FROM inserted WHERE replay_sha256 IS NOT NULL
+  UNION ALL
+  SELECT r.run_id, k.provider, k.replay_sha256, r.body_sha256, r.status
+  FROM (SELECT DISTINCT provider, replay_sha256 FROM input WHERE replay_sha256 IS NOT NULL) AS k
+  CROSS JOIN LATERAL (
+    SELECT run_id, body_sha256, status FROM ops.runs
+    WHERE provider = k.provider AND replay_sha256 = k.replay_sha256 LIMIT 1
+  ) AS r
 ), run AS (
-  SELECT d.ord, f.run_id, f.status, d.delivery, d.payload, d.body_sha256,
-    f.created AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
-    d.body_sha256 <> f.body_sha256 AS conflict
-  FROM input d JOIN found f USING (provider, idempotency_key)
+  SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, d.delivery, d.payload, d.body_sha256,
+    coalesce(k.created, false) AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
+    k.run_id IS NULL AS replayed,
+    d.body_sha256 <> coalesce(k.body_sha256, b.body_sha256) AS conflict
+  FROM input d
+  LEFT JOIN by_key k USING (provider, idempotency_key)
+  LEFT JOIN by_body b ON k.run_id IS NULL AND b.provider = d.provider AND b.replay_sha256 = d.replay_sha256
+  WHERE coalesce(k.run_id, b.run_id) IS NOT NULL
 ), appended AS (
   INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, delivery
+  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN replayed THEN 'replayed_body' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, delivery
   FROM run ORDER BY ord
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
   SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery)
-  FROM run WHERE conflict ORDER BY ord
+  FROM run WHERE conflict AND NOT replayed ORDER BY ord
 ), wake AS (
   SELECT count(pg_notify('${RUNS_CHANNEL}', '')) FROM (SELECT FROM run WHERE is_new AND status = 'received' LIMIT 1) AS one
 )
-SELECT ord, run_id, is_new, conflict FROM run, wake`
+SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake`
 
 /** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
 const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
 
+/** Refusals of limited clients: one row per client, provider, reason and minute, with a count. */
+const AUDIT_AGGREGATES = `INSERT INTO ops.run_events (run_id, type, at, data)
+SELECT NULL, 'rejected_aggregate', (row->>'minute')::timestamptz, row FROM jsonb_array_elements($1::jsonb) AS row`
+
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
- * body sha256 in hex, headers, delivery facts, status). The batch is these joined into one JSON
+ * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null). The batch is these joined into one JSON
  * array, parsed once by PostgreSQL; the payload goes in as the JSON text it was validated as.
  */
 type Row = string
@@ -136,7 +162,7 @@ export default fp(async function ingest (fastify) {
   }
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
-    const { provider, idempotencyKey, eventType, ignored, raw, payload } = delivery
+    const { provider, idempotencyKey, eventType, ignored, raw, payload, replayKey } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     if (batcher.pending >= maxPending) {
@@ -147,7 +173,8 @@ export default fp(async function ingest (fastify) {
     const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
     const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
       `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
-      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length })},"${ignored ? 'ignored' : 'received'}"]`
+      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replayKey === null ? {} : { idempotency_key: idempotencyKey }) })},` +
+      `"${ignored ? 'ignored' : 'received'}",${replayKey === null ? 'null' : `"${replayKey}"`}]`
     for (let attempt = 0; attempt < 3; attempt++) {
       const run = await batcher.push(row)
       if (run !== undefined) {
@@ -160,21 +187,35 @@ export default fp(async function ingest (fastify) {
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')
   })
 
-  fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string) {
+  fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string, details?: Record<string, unknown>) {
     const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
-    if (statusCode === 401) {
-      const retryAfter = await fastify.countAuthFailure(request)
-      if (retryAfter !== undefined) {
-        // Too many failures from this client: answered, counted in metrics, not audited row by row.
-        request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason: 'too_many_authentication_failures' }
-        return await reply.code(429).header('retry-after', String(retryAfter))
-          .send({ error: errorName(429), reason: 'too_many_authentication_failures' })
-      }
-    }
+    // Every refusal counts toward the client's limit (a headers-only 413 costs the sender nothing).
+    const retryAfter = await fastify.countRefusal(request)
+    if (retryAfter !== undefined) return await refuseLimited(request, reply, retryAfter, reason)
     request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason }
-    await auditWithoutRun(request, 'rejected', { provider, reason, status: statusCode })
-    return await reply.code(statusCode).send({ error: errorName(statusCode), reason })
+    await auditWithoutRun(request, 'rejected', { provider, reason, status: statusCode, ...details })
+    return await reply.code(statusCode).send({ error: errorName(statusCode), reason, ...details })
   })
+
+  // A client past its refusal limit is answered before its body is read, let alone parsed.
+  fastify.addHook('onRequest', async function refuseLimitedClient (request, reply) {
+    if (request.routeOptions.config.provider === undefined) return
+    const retryAfter = fastify.refusalLimit(request)
+    if (retryAfter !== undefined) return await refuseLimited(request, reply, retryAfter, 'too_many_refusals')
+  })
+
+  /** 429 + Retry-After; audited in the per-minute aggregate, not row by row. */
+  async function refuseLimited (request: FastifyRequest, reply: FastifyReply, retryAfter: number, refused: string): Promise<FastifyReply> {
+    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
+    request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason: 'too_many_refusals' }
+    refusals.count(provider, refused, request.ip)
+    return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: errorName(429), reason: 'too_many_refusals' })
+  }
+
+  const refusals = refusalAggregate(async rows => {
+    await fastify.pg.pool.query({ name: 'audit-refusals', text: AUDIT_AGGREGATES, values: [JSON.stringify(rows)] })
+  }, err => { fastify.log.warn({ err: { message: err.message } }, 'could not audit aggregated refusals') })
+  fastify.addHook('onClose', async () => { await refusals.stop() })
 
   fastify.decorate('answerHandshake', async function answerHandshake (request: FastifyRequest, reply: FastifyReply, answer: unknown) {
     const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'

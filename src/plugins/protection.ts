@@ -7,11 +7,14 @@ import { OverloadedError, RETRY_AFTER_SECONDS } from '../errors.js'
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * Counts one authentication failure of the request's client. Past AUTH_FAILURE_LIMIT in
-     * AUTH_FAILURE_WINDOW_MS it answers the seconds to wait: the refusal is then a 429 and is not
-     * audited, so that a forged flood cannot fill the audit table. Valid deliveries are never limited.
+     * Counts one refusal (401, 400, 413, 415... on a provider route; a failed admin sign-in) of the
+     * request's client. Past AUTH_FAILURE_LIMIT in AUTH_FAILURE_WINDOW_MS it answers the seconds to
+     * wait: the client is then limited (429 + Retry-After) until its window ends, and its refusals
+     * are audited as one row per client, reason and minute, so a flood cannot fill the disk.
      */
-    countAuthFailure: (request: FastifyRequest) => Promise<number | undefined>
+    countRefusal: (request: FastifyRequest) => Promise<number | undefined>
+    /** Seconds until the request's client may be heard again, or undefined: checked before its body is read. */
+    refusalLimit: (request: FastifyRequest) => number | undefined
   }
   interface FastifyContextConfig {
     /** Health, readiness and metrics answer even when the gateway sheds load. */
@@ -43,11 +46,53 @@ export default fp(async function protection (fastify) {
   const countFailure = fastify.createRateLimit({
     max: config.protection.authFailureLimit,
     timeWindow: config.protection.authFailureWindowMs,
-    keyGenerator: request => request.ip
+    keyGenerator: request => clientKey(request.ip)
   })
-  fastify.decorate('countAuthFailure', async function countAuthFailure (request: FastifyRequest) {
+  // Clients past the limit, until their window ends: looked up before a body is read.
+  const limited = new Map<string, number>()
+  fastify.decorate('countRefusal', async function countRefusal (request: FastifyRequest) {
     if (config.protection.authFailureLimit === 0) return undefined
     const limit = await countFailure(request)
-    return !limit.isAllowed && limit.isExceeded ? limit.ttlInSeconds : undefined
+    if (limit.isAllowed || !limit.isExceeded) return undefined
+    if (limited.size >= MAX_LIMITED_CLIENTS) forgetExpired(limited)
+    if (limited.size < MAX_LIMITED_CLIENTS) limited.set(clientKey(request.ip), Date.now() + limit.ttlInSeconds * 1000)
+    return limit.ttlInSeconds
+  })
+  fastify.decorate('refusalLimit', function refusalLimit (request: FastifyRequest) {
+    if (limited.size === 0) return undefined
+    const key = clientKey(request.ip)
+    const until = limited.get(key)
+    if (until === undefined) return undefined
+    const seconds = Math.ceil((until - Date.now()) / 1000)
+    if (seconds > 0) return seconds
+    limited.delete(key)
+    return undefined
   })
 }, { name: 'protection', dependencies: ['metrics'] })
+
+/** Limited clients remembered at once; past it (a flood from very many addresses) only the counter limits. */
+const MAX_LIMITED_CLIENTS = 100_000
+
+function forgetExpired (limited: Map<string, number>): void {
+  const now = Date.now()
+  for (const [key, until] of limited) if (until <= now) limited.delete(key)
+}
+
+/**
+ * Who a client is, for limits and aggregated audits: an IPv4 address as it is (also when written as
+ * IPv4-mapped IPv6), an IPv6 address by its /64, the block one subscriber gets: counting each
+ * address alone would let one host rotate through 2^64 of them.
+ */
+export function clientKey (ip: string): string {
+  if (!ip.includes(':')) return ip
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip)
+  if (mapped !== null) return mapped[1]
+  const address = ip.split('%')[0].toLowerCase()
+  const [head, tail] = address.split('::')
+  const groups = head === '' ? [] : head.split(':')
+  if (tail !== undefined) {
+    const rest = tail === '' ? [] : tail.split(':')
+    groups.push(...new Array<string>(Math.max(0, 8 - groups.length - rest.length)).fill('0'), ...rest)
+  }
+  return `${groups.slice(0, 4).map(group => group.replace(/^0+(?=.)/, '')).join(':')}::/64`
+}

@@ -6,7 +6,8 @@ import { hmacScheme } from '../schemes/hmac.js'
 /**
  * Linear: `linear-signature` = hex HMAC-SHA256 of the raw body. The timestamp is inside the signed
  * body (`webhookTimestamp`, milliseconds) and must be within 60 s, so it is read only once the
- * signature has matched. Idempotency key: `Linear-Delivery`.
+ * signature has matched. Idempotency key: `Linear-Delivery`, a header the signature does not cover:
+ * the same signed bytes under another delivery id are a duplicate of the first run (replay guard).
  */
 export const linearSignature = hmacScheme({ algorithm: 'sha256', header: 'linear-signature', encoding: 'hex' })
 
@@ -33,6 +34,7 @@ export default defineProvider<{ type?: unknown, action?: unknown }>({
   secretEnv: 'LINEAR_WEBHOOK_SECRET',
   toleranceSeconds: 60,
   signatureHeaders: ['linear-signature'],
+  replayGuard: 'body',
   verify: (raw, headers, secrets, now, { toleranceSeconds }) => verifyLinearSignature(raw, headers, secrets, now, toleranceSeconds),
   identify: (event, headers) => ({
     idempotencyKey: headerValue(headers['linear-delivery']),

@@ -5,8 +5,13 @@ import { hmacScheme } from '../schemes/hmac.js'
 
 /**
  * Shopify: `X-Shopify-Hmac-Sha256` = base64 HMAC-SHA256 of the raw body, keyed with the app's client
- * secret. Idempotency key: `X-Shopify-Event-Id` (the same on every delivery of one event), else
- * `X-Shopify-Webhook-Id`. Shopify retries 8 times over 4 hours.
+ * secret, and nothing else: no timestamp, and none of the headers (topic, shop, event and webhook
+ * ids) is signed. A delivery without the headers Shopify always sends (topic, shop domain, API
+ * version, webhook id) is a 400 `missing_headers`, as Shopify's own library answers. Idempotency key:
+ * `X-Shopify-Event-Id` (one event sent to several subscriptions has one), else `X-Shopify-Webhook-Id`.
+ * The same signed bytes under another key and the same topic are a duplicate of the first run
+ * (replay guard; the topic is part of it because one order may be sent, byte for byte, as two
+ * topics: orders/create and orders/paid). Shopify retries 8 times over 4 hours.
  */
 export const shopifySignature = hmacScheme({ algorithm: 'sha256', header: 'x-shopify-hmac-sha256', encoding: 'base64' })
 
@@ -14,6 +19,8 @@ export default defineProvider({
   name: 'shopify',
   secretEnv: 'SHOPIFY_WEBHOOK_SECRET',
   signatureHeaders: ['x-shopify-hmac-sha256'],
+  requiredHeaders: ['x-shopify-topic', 'x-shopify-shop-domain', 'x-shopify-api-version', 'x-shopify-webhook-id'],
+  replayGuard: 'body+type',
   verify: (raw, headers, secrets, now, { toleranceSeconds }) => shopifySignature.verify(raw, headers, secrets, now, toleranceSeconds),
   identify: (_event, headers) => ({
     idempotencyKey: headerValue(headers['x-shopify-event-id']) ?? headerValue(headers['x-shopify-webhook-id']),
@@ -24,6 +31,7 @@ export default defineProvider({
     ...shopifySignature.sign(raw, secret, now),
     'x-shopify-topic': 'orders/create',
     'x-shopify-shop-domain': 'example.myshopify.com',
+    'x-shopify-api-version': '2025-01',
     'x-shopify-event-id': randomUUID(),
     'x-shopify-webhook-id': randomUUID()
   }),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { defineProvider, isForm } from '../provider.js'
+import { bodyForm, defineProvider, formFields, isForm } from '../provider.js'
 import { headerValue, sha256 } from '../signatures.js'
 import { hmacScheme } from '../schemes/hmac.js'
 
@@ -8,7 +8,9 @@ import { hmacScheme } from '../schemes/hmac.js'
  * with the signing secret; 5 minutes of tolerance. Events API bodies are JSON (idempotency key
  * `event_id`; the `url_verification` handshake is answered with its challenge). Slash commands and
  * interactivity are form-encoded and carry no id: their key is the hash of the signed request, so a
- * retried request (same timestamp and body) is a duplicate. Slack retries 3 times (now, ~1, ~5 min).
+ * retried request (same timestamp and body) is a duplicate. Which of the two a body is follows from
+ * its signed bytes, never from the Content-Type (a JSON event re-posted as a form is refused).
+ * Slack retries 3 times (now, ~1, ~5 min).
  */
 export const slackSignature = hmacScheme({
   algorithm: 'sha256',
@@ -21,6 +23,20 @@ export const slackSignature = hmacScheme({
 
 type SlackEvent = Record<string, unknown> & { event?: { type?: unknown } }
 
+/**
+ * Slack's certificate check (`ssl_check=1`, form-encoded, unsigned): Bolt answers it 200 with an empty
+ * body before any verification, and so does hookgate, storing nothing. Only a short form body whose
+ * `ssl_check` is `1` qualifies; anything else goes through the signature check.
+ */
+export function slackSslCheck (raw: Buffer, headers: Record<string, string | string[] | undefined>): '' | undefined {
+  if (raw.length > 1024 || !isForm(headerValue(headers['content-type']) ?? '') || bodyForm(raw) !== 'form') return undefined
+  try {
+    return formFields(raw).ssl_check === '1' ? '' : undefined
+  } catch {
+    return undefined
+  }
+}
+
 export default defineProvider<SlackEvent>({
   name: 'slack',
   secretEnv: 'SLACK_SIGNING_SECRET',
@@ -28,9 +44,10 @@ export default defineProvider<SlackEvent>({
   signatureHeaders: ['x-slack-signature'],
   contentTypes: ['application/json', 'application/x-www-form-urlencoded'],
   verify: (raw, headers, secrets, now, { toleranceSeconds }) => slackSignature.verify(raw, headers, secrets, now, toleranceSeconds),
+  unsignedProbe: slackSslCheck,
   handshake: event => event.type === 'url_verification' && typeof event.challenge === 'string' ? { challenge: event.challenge } : undefined,
   identify: (event, headers, raw) => {
-    if (!isForm(headerValue(headers['content-type']) ?? '')) {
+    if (bodyForm(raw) === 'json') {
       return { idempotencyKey: event.event_id, eventType: event.event?.type ?? event.type }
     }
     const timestamp = headerValue(headers['x-slack-request-timestamp']) ?? ''

@@ -6,9 +6,10 @@ import { signTimestampedHeader, verifyTimestampedHeader, type TimestampedHeader 
 /**
  * Stripe: `Stripe-Signature: t=<unix s>,v1=<hex>[,v1=<hex>...]`, HMAC-SHA256 of `${t}.${rawBody}`
  * keyed with the whole `whsec_...` string (as UTF-8, not base64-decoded). Any v1 may match.
- * Idempotency key: the event's `id`. Stripe retries for up to 3 days.
+ * As in Stripe's library a `v1` that cannot be decoded matches nothing, and one beside it may match.
+ * Idempotency key: the event's `id` (signed). Stripe retries for up to 3 days.
  */
-const STRIPE: TimestampedHeader = { itemSeparator: ',', timestampKey: 't', signatureKey: 'v1', contentSeparator: '.' }
+const STRIPE: TimestampedHeader = { itemSeparator: ',', timestampKey: 't', signatureKey: 'v1', contentSeparator: '.', skipUndecodable: true }
 
 export function verifyStripeSignature (
   raw: Buffer, header: string | undefined, secrets: readonly string[], now: number, toleranceSeconds: number

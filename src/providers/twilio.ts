@@ -1,36 +1,55 @@
 import { randomBytes } from 'node:crypto'
-import { defineProvider, formFields, isForm } from '../provider.js'
+import { parse as parseQuery, stringify as stringifyQuery } from 'node:querystring'
+import { bodyForm, defineProvider, formFields } from '../provider.js'
 import { constantTimeEqual, decodeDigest, headerValue, hmac, matchesAny, rejected, sha256, verified, type VerifyResult } from '../signatures.js'
 
 /**
  * Twilio: `X-Twilio-Signature` = base64 HMAC-SHA1(auth token, URL + every POST parameter name+value,
  * sorted by name). JSON bodies are not in the signature: the URL carries `bodySHA256`, the hex SHA-256
- * of the body. The URL is the one Twilio requested: behind a load balancer set PUBLIC_BASE_URL (or
- * TRUST_PROXY so X-Forwarded-Proto/Host are believed). As in Twilio's SDK the URL is tried with and
- * without its default port. Idempotency key: `I-Twilio-Idempotency-Token`, else the message or call
- * SID with its status.
+ * of the body. Which of the two a request is follows from the signed URL (with `bodySHA256`: the body
+ * must hash to it and be JSON), never from the Content-Type. The URL is the one Twilio requested:
+ * behind a load balancer set PUBLIC_BASE_URL (or TRUST_PROXY so X-Forwarded-Proto/Host are believed).
+ * As in Twilio's SDK the URL is tried as received (without its port, and with its port or the
+ * default one), then normalised, then with a legacy-encoded query string. Nothing with a time is
+ * signed: the key is taken from the signed parameters (`MessageSid:MessageStatus`,
+ * `CallSid:CallStatus`) where they are, else from `I-Twilio-Idempotency-Token`, and the same signed
+ * bytes under another token are a duplicate of the first run (replay guard).
  */
 export function verifyTwilioSignature (
-  raw: Buffer, header: string | undefined, contentType: string, url: string, tokens: readonly string[]
+  raw: Buffer, header: string | undefined, url: string, tokens: readonly string[]
 ): VerifyResult {
   if (header === undefined || header === '') return rejected('missing_signature_header')
   const signature = decodeDigest(header.trim(), 'base64', 20)
   if (signature === undefined) return rejected('malformed_signature_header')
   let signedParams = ''
-  if (isForm(contentType)) {
-    signedParams = twilioParamString(formFields(raw))
-  } else {
-    // A JSON body is signed through the bodySHA256 parameter of the URL.
-    const bodySha = new URL(url, 'http://unused').searchParams.get('bodySHA256')
-    if (bodySha === null || !constantTimeEqual(bodySha, sha256(raw).toString('hex'))) return rejected('no_matching_signature')
+  const bodySha = bodySha256Of(url)
+  if (bodySha === undefined) {
+    if (bodyForm(raw) !== 'form') return rejected('no_matching_signature')
+    let fields: Record<string, string | string[]>
+    try {
+      fields = formFields(raw)
+    } catch {
+      return rejected('too_many_fields')
+    }
+    signedParams = twilioParamString(fields)
+  } else if (bodyForm(raw) !== 'json' || !constantTimeEqual(bodySha, sha256(raw).toString('hex'))) {
+    // A JSON body is signed through the bodySHA256 parameter of the URL; a form body never is.
+    return rejected('no_matching_signature')
   }
   let match = false
   for (const token of tokens) {
-    for (const candidate of withAndWithoutPort(url)) {
+    for (const candidate of twilioUrlCandidates(url)) {
       if (matchesAny(hmac('sha1', token, candidate, signedParams), [signature])) match = true
     }
   }
   return match ? verified : rejected('no_matching_signature')
+}
+
+/** The `bodySHA256` query parameter of the signed URL, or undefined (a form-encoded request). */
+function bodySha256Of (url: string): string | undefined {
+  const query = url.indexOf('?')
+  if (query === -1) return undefined
+  return new URLSearchParams(url.slice(query + 1).split('#')[0]).get('bodySHA256') ?? undefined
 }
 
 /** Names sorted, each value (repeated names: distinct values, sorted) appended after its name. */
@@ -43,17 +62,55 @@ export function twilioParamString (params: Record<string, string | string[]>): s
   return out
 }
 
-/** `https://host/x` and `https://host:443/x`: Twilio may have signed either. */
-export function withAndWithoutPort (url: string): string[] {
-  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)(:\d+)?(.*)$/i.exec(url)
-  if (match === null) return [url]
-  const [, scheme, userInfo = '', host, , rest] = match
-  const port = scheme.toLowerCase() === 'https://' ? ':443' : ':80'
-  return [scheme + userInfo + host + rest, scheme + userInfo + host + port + rest]
+/** scheme, user info, host, `:port` or '', the rest: the URL's own characters, not normalised. */
+function splitUrl (url: string): { scheme: string, userInfo: string, host: string, port: string, rest: string } | undefined {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)/i.exec(url)
+  if (match === null) return undefined
+  const [prefix, scheme, authority] = match
+  const userInfoEnd = authority.lastIndexOf('@')
+  const hostAndPort = authority.slice(userInfoEnd + 1)
+  const portStart = hostAndPort.indexOf(':', hostAndPort.lastIndexOf(']') + 1)
+  return {
+    scheme,
+    userInfo: authority.slice(0, userInfoEnd + 1),
+    host: portStart === -1 ? hostAndPort : hostAndPort.slice(0, portStart),
+    port: portStart === -1 ? '' : hostAndPort.slice(portStart),
+    rest: url.slice(prefix.length)
+  }
 }
 
-export function signTwilioRequest (raw: Buffer, token: string, url: string, contentType = 'application/x-www-form-urlencoded'): string {
-  const params = isForm(contentType) ? twilioParamString(formFields(raw)) : ''
+/** Without any port; with the URL's own port, or the scheme's default when it has none. */
+function withoutAndWithPort (url: string): string[] {
+  const parts = splitUrl(url)
+  if (parts === undefined) return [url]
+  const { scheme, userInfo, host, port, rest } = parts
+  const withPort = port !== '' ? url : scheme + userInfo + host + (scheme.toLowerCase() === 'https://' ? ':443' : ':80') + rest
+  return [scheme + userInfo + host + rest, withPort]
+}
+
+/** The query string re-encoded as Node's legacy `querystring` does (some Twilio back ends signed that). */
+function withLegacyQuerystring (url: string): string {
+  const query = url.indexOf('?')
+  if (query === -1 || query === url.length - 1) return url
+  return url.slice(0, query + 1) + stringifyQuery(parseQuery(url.slice(query + 1)))
+}
+
+/** Every form of `url` twilio-node's validateRequest accepts, each once. */
+export function twilioUrlCandidates (url: string): string[] {
+  const candidates = withoutAndWithPort(url)
+  let normalized: string | undefined
+  try {
+    normalized = new URL(url).toString()
+  } catch {}
+  if (normalized !== undefined) {
+    const forms = withoutAndWithPort(normalized)
+    candidates.push(...forms, ...forms.map(withLegacyQuerystring))
+  }
+  return [...new Set(candidates)]
+}
+
+export function signTwilioRequest (raw: Buffer, token: string, url: string): string {
+  const params = bodySha256Of(url) === undefined ? twilioParamString(formFields(raw)) : ''
   return hmac('sha1', token, url, params).toString('base64')
 }
 
@@ -65,17 +122,17 @@ export default defineProvider<TwilioEvent>({
   secretEnv: 'TWILIO_AUTH_TOKEN',
   signatureHeaders: ['x-twilio-signature'],
   contentTypes: ['application/x-www-form-urlencoded', 'application/json'],
-  verify: (raw, headers, tokens, _now, { url }) =>
-    verifyTwilioSignature(raw, headerValue(headers['x-twilio-signature']), headerValue(headers['content-type']) ?? '', url, tokens),
+  replayGuard: 'body',
+  verify: (raw, headers, tokens, _now, { url }) => verifyTwilioSignature(raw, headerValue(headers['x-twilio-signature']), url, tokens),
   identify: (event, headers) => {
     const messageStatus = text(event.MessageStatus) ?? text(event.SmsStatus)
     const callStatus = text(event.CallStatus)
     const sid = text(event.MessageSid) ?? text(event.SmsSid)
-    const fallback = sid !== undefined && messageStatus !== undefined
+    const signed = sid !== undefined && messageStatus !== undefined
       ? `${sid}:${messageStatus}`
       : text(event.CallSid) !== undefined && callStatus !== undefined ? `${text(event.CallSid)}:${callStatus}` : undefined
     return {
-      idempotencyKey: headerValue(headers['i-twilio-idempotency-token']) ?? fallback,
+      idempotencyKey: signed ?? headerValue(headers['i-twilio-idempotency-token']),
       eventType: messageStatus !== undefined ? `message.${messageStatus}` : callStatus !== undefined ? `call.${callStatus}` : undefined
     }
   },

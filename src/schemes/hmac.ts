@@ -44,6 +44,11 @@ export function compileSignedContent (template: string): Part[] {
     }
   }
   if (body !== 1) throw new Error(`signed content "${template}" must contain {body} exactly once`)
+  // `{id}{timestamp}{body}`: where one field ends and the next begins would be the sender's choice
+  // (id `a1`, timestamp `23` signs what id `a`, timestamp `123` signs).
+  for (let i = 1; i < parts.length; i++) {
+    if (typeof parts[i] !== 'string' && typeof parts[i - 1] !== 'string') throw new Error(`signed content "${template}" needs a separator between its fields`)
+  }
   return parts
 }
 
@@ -62,6 +67,8 @@ export function hmacScheme (scheme: HmacScheme) {
   }
 
   return {
+    /** Whether the header `{id}` reads is covered by the signature. */
+    signsId: uses('id'),
     verify (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, toleranceSeconds: number): VerifyResult {
       const header = headerValue(headers[scheme.header])
       if (header === undefined || header === '') return rejected('missing_signature_header')
