@@ -82,7 +82,9 @@ export function buildApp (config: Config, options: BuildOptions = {}): FastifyIn
     requestTimeout: config.http.requestTimeoutMs,
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     // How often Node enforces those timeouts (its default, 30 s, would let a slowloris hold on that long).
-    http: { connectionsCheckingInterval: 2000 }
+    http: { connectionsCheckingInterval: 2000 },
+    // While closing, plugins/health.ts answers 503 with Retry-After (Fastify's own 503 has none).
+    return503OnClosing: false
   })
   // Headers alone get a shorter bound than a whole (possibly 25 MB) body.
   fastify.server.headersTimeout = Math.min(10_000, config.http.requestTimeoutMs)

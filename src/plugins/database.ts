@@ -46,7 +46,8 @@ export default fp(async function database (fastify) {
   for (const pool of [fastify.pg.pool, fastify.pg.ingest.pool]) {
     // An idle connection dropped by the server (restart, failover) must not crash the process;
     // the pool replaces it on the next query.
-    pool.on('error', err => { fastify.log.warn({ err }, 'idle database connection lost') })
+    // Message and code only: the error carries the whole pg client (connection parameters, statements).
+    pool.on('error', err => { fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection lost') })
   }
   // The ingest statement is fixed and prepared: plan it once per connection. Left to itself
   // PostgreSQL re-plans it on every execution (its custom plan looks cheaper than the generic one),
