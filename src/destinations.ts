@@ -9,8 +9,9 @@ import { done, failed, raiseException, retryLater, type Outcome } from './outcom
  * endpoints and which runs they receive (by provider and event-type pattern). Each receives the
  * verified event re-signed by hookgate with Standard Webhooks headers (`webhook-id` = the run id),
  * so internal services verify one scheme only, whatever the sender was.
- *   2xx → done · 409 → exception (a conflict with the system of record) · other 4xx → failed ·
- *   5xx, timeout, refused → retry.
+ *   2xx → done · 409 → exception (a conflict with the system of record) · 3xx (never followed) and
+ *   other 4xx → failed · 5xx, timeout, refused → retry. At most 4 KB of an answer is read, within
+ *   `timeoutMs` from the request to the last byte.
  */
 export interface Destination {
   name: string
@@ -77,24 +78,57 @@ function destination (entry: DestinationConfig, secret: string): Destination {
       const headers = {
         'content-type': 'application/json',
         'user-agent': 'hookgate',
+        // An answer is only ever read for a short excerpt: nothing to inflate.
+        'accept-encoding': 'identity',
         'x-hookgate-provider': run.provider,
         ...(run.event_type === null ? {} : { 'x-hookgate-event-type': run.event_type }),
         ...signStandardWebhook(body, secret, Math.floor(Date.now() / 1000), run.run_id)
       }
+      // One deadline for the whole exchange, from the request to the last byte read of the answer.
+      const signal = AbortSignal.timeout(entry.timeoutMs)
       let response: Response
+      let excerpt: string
       try {
-        response = await fetch(entry.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(entry.timeoutMs) })
+        // A redirect is never followed (it could lead anywhere, with the signed body): it is refused below.
+        response = await fetch(entry.url, { method: 'POST', headers, body, signal, redirect: 'manual' })
+        // At most a few KB of the answer are read, whatever it claims or inflates to; the rest is dropped.
+        excerpt = response.ok ? '' : await readExcerpt(response, MAX_EXCERPT_BYTES)
+        if (response.ok) await response.body?.cancel().catch(() => {})
       } catch (err) {
         const reason = (err as Error).name === 'TimeoutError' ? `timed out after ${entry.timeoutMs} ms` : (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message
         return retryLater(`destination ${entry.name}: ${reason}`)
       }
-      const excerpt = (await response.text().catch(() => '')).slice(0, 1000)
       if (response.ok) return done()
+      if (response.status >= 300 && response.status < 400) return failed(`destination ${entry.name} answered a redirect (${response.status}): not followed, fix its URL`)
       if (response.status === 409) return raiseException('destination_conflict', { destination: entry.name, status: 409, response: excerpt })
       if (response.status >= 400 && response.status < 500) return failed(`destination ${entry.name} answered ${response.status}: ${excerpt.slice(0, 200)}`)
       return retryLater(`destination ${entry.name} answered ${response.status}`)
     })
   }
+}
+
+/** What is kept of a destination's error answer (for the exception or last_error). */
+const MAX_EXCERPT_BYTES = 4096
+
+/** The first `max` bytes of an answer's body as text; the stream is cancelled after them. */
+export async function readExcerpt (response: Response, max: number): Promise<string> {
+  if (response.body === null) return ''
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let length = 0
+  try {
+    while (length < max) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      length += value.length
+    }
+  } finally {
+    await reader.cancel().catch(() => {})
+  }
+  // Control characters dropped: PostgreSQL stores no \u0000 in jsonb, and a log reader wants none.
+  // eslint-disable-next-line no-control-regex
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8').replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]|\uFFFD$/g, '').slice(0, 1000)
 }
 
 /** At most `size` calls of the returned function run at once; the others wait their turn. */

@@ -214,3 +214,57 @@ t.test('Twilio: the URL keeps its own port, Host is validated', async t => {
   const { rows: [audited] } = await app.pg.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'rejected' AND data->>'reason' = 'invalid_host'")
   t.equal(audited.n, 4, 'each one audited')
 })
+
+t.test('destination answers are read with a cap: a 300 MB answer, a gzip bomb, a redirect, a drip', async t => {
+  const { gzipSync } = await import('node:zlib')
+  const { loadDestinations } = await import('../src/destinations.js')
+  const http = await import('node:http')
+  const bomb = gzipSync(Buffer.alloc(512 * 1024 * 1024)) // ~500 KB that inflates to 512 MB
+  let streamed = 0
+  const server = http.createServer((req, res) => {
+    req.resume()
+    if (req.url === '/huge') {
+      // 300 MB of answer, written as fast as the client reads it.
+      res.writeHead(500, { 'content-type': 'text/plain' })
+      const chunk = Buffer.alloc(1024 * 1024, 'x')
+      const write = (): void => {
+        while (streamed < 300 * 1024 * 1024) {
+          streamed += chunk.length
+          if (!res.write(chunk)) { res.once('drain', write); return }
+        }
+        res.end()
+      }
+      res.on('close', () => { res.removeAllListeners('drain') })
+      write()
+    } else if (req.url === '/bomb') {
+      res.writeHead(409, { 'content-encoding': 'gzip', 'content-type': 'text/plain' })
+      res.end(bomb)
+    } else if (req.url === '/redirect') {
+      res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' })
+      res.end()
+    } else if (req.url === '/drip') {
+      res.writeHead(400, { 'content-type': 'text/plain' })
+      const timer = setInterval(() => res.write('.'), 50)
+      res.on('close', () => { clearInterval(timer) })
+    } else {
+      res.writeHead(200)
+      res.end('x'.repeat(10 * 1024 * 1024))
+    }
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  const destinations = await loadDestinations(JSON.stringify(['huge', 'bomb', 'redirect', 'drip', 'ok'].map(name => ({ name, url: `${base}/${name}`, secretEnv: 'DEST_SECRET', timeoutMs: 3000 }))),
+    { DEST_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' })
+  const run = { run_id: randomUUID(), provider: 'stripe', event_type: 'x', payload: { id: 'evt_1' } }
+  const rssBefore = process.memoryUsage().rss
+  const [huge, bombed, redirected, drip, ok] = await Promise.all(destinations.map(async d => await d.forward(run)))
+  const grew = process.memoryUsage().rss - rssBefore
+  t.match(huge, { outcome: 'retry', reason: 'destination huge answered 500' })
+  t.ok(streamed < 64 * 1024 * 1024, `the 300 MB answer was not read (${Math.round(streamed / 1024 / 1024)} MB written before the client stopped)`)
+  t.match(bombed, { outcome: 'exception', details: { status: 409, response: '' } }, 'the 409 excerpt: a few KB inflated at most, NULs dropped (jsonb stores none)')
+  t.match(redirected, { outcome: 'failed', reason: /answered a redirect \(302\): not followed/ })
+  t.match(drip, { outcome: 'retry', reason: 'destination drip: timed out after 3000 ms' }, 'an answer that never ends is cut at the deadline')
+  t.same(ok, { outcome: 'done' })
+  t.ok(grew < 100 * 1024 * 1024, `RSS grew ${Math.round(grew / 1024 / 1024)} MB (before: a 300 MB answer or a gzip bomb took it to 2-3 GB)`)
+})
