@@ -189,7 +189,7 @@ function row (name, { result, cpu }, ceiling, rss, extra = '') {
 
 const work = await mkdtemp(join(tmpdir(), 'hookgate-bench-'))
 const quiet = { info () {}, debug () {}, warn () {} }
-const database = await startEmbeddedPostgres(join(work, 'pg'), quiet)
+const database = await startEmbeddedPostgres(join(work, 'pg'), quiet, [], work)
 const rows = []
 const children = []
 try {

@@ -177,7 +177,8 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   const raw = validateEnv<RawEnv>(schema, clean)
   return {
     nodeEnv: raw.NODE_ENV,
-    production: raw.NODE_ENV === 'production',
+    // Only development and test generate secrets and relax checks: `staging`, `prod`, anything else is production.
+    production: raw.NODE_ENV !== 'development' && raw.NODE_ENV !== 'test',
     port: raw.PORT,
     host: raw.HOST,
     databaseUrl: raw.DATABASE_URL,

@@ -1,7 +1,7 @@
 import { Ajv } from 'ajv'
 import { ConfigError, readJsonSetting } from './config.js'
 import { parseSecrets } from './plugins/providers.js'
-import { signStandardWebhook } from './schemes/standard-webhooks.js'
+import { hmacKey, signStandardWebhook } from './schemes/standard-webhooks.js'
 import { done, failed, raiseException, retryLater, type Outcome } from './outcomes.js'
 
 /**
@@ -56,6 +56,8 @@ export async function loadDestinations (value: string | undefined, env: Readonly
   return (config as DestinationConfig[]).map(entry => {
     const [secret] = parseSecrets(env[entry.secretEnv], entry.secretEnv)
     if (secret === undefined) throw new ConfigError(`destination ${entry.name}: ${entry.secretEnv} is not set (a whsec_ secret to sign what it receives)`)
+    // A secret that decodes to no key (empty, all zero bytes) would sign with a key anyone can guess.
+    if (hmacKey(secret) === undefined) throw new ConfigError(`destination ${entry.name}: ${entry.secretEnv} decodes to an empty or all-zero key (use whsec_ + base64 of 24+ random bytes)`)
     return destination(entry, secret)
   })
 }

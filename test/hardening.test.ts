@@ -268,3 +268,40 @@ t.test('destination answers are read with a cap: a 300 MB answer, a gzip bomb, a
   t.same(ok, { outcome: 'done' })
   t.ok(grew < 100 * 1024 * 1024, `RSS grew ${Math.round(grew / 1024 / 1024)} MB (before: a 300 MB answer or a gzip bomb took it to 2-3 GB)`)
 })
+
+t.test('smaller ones: destination keys, NODE_ENV, DATABASE_URL in boot errors, admin sign-ins, no-code separators', async t => {
+  for (const secret of ['whsec_', 'whsec_AAAAAAAAAAAAAAAAAAAAAAAA']) {
+    await t.rejects(build(t, { ROLE: 'all', DEST_SECRET: secret, DESTINATIONS: JSON.stringify([{ name: 'billing', url: 'http://127.0.0.1:1/', secretEnv: 'DEST_SECRET' }]) }),
+      { message: 'destination billing: DEST_SECRET decodes to an empty or all-zero key (use whsec_ + base64 of 24+ random bytes)' }, `destination secret ${secret.slice(0, 10)}…: boot error`)
+  }
+
+  const { loadConfig } = await import('../src/config.js')
+  for (const env of ['staging', 'prod', 'Production']) t.equal(loadConfig({ NODE_ENV: env }).production, true, `NODE_ENV=${env} behaves like production`)
+  for (const env of ['development', 'test']) t.equal(loadConfig({ NODE_ENV: env }).production, false, `NODE_ENV=${env} does not`)
+  await t.rejects(build(t, { NODE_ENV: 'staging', STRIPE_WEBHOOK_SECRET: undefined }), { message: /no webhook provider is enabled/ },
+    'staging generates no secret for every provider')
+
+  for (const url of ['postgres://hookgate:S3cretPassw0rd@127.0.0.1:1/db', 'postgres://hookgate@127.0.0.1:1/db?password=S3cretPassw0rd&sslmode=disable']) {
+    const err = await build(t, { DATABASE_URL: url }).then(() => undefined, (e: Error) => e)
+    t.match(err?.message, /^cannot use the database at postgres:\/\/hookgate@127\.0\.0\.1:1\/db: /)
+    t.notMatch(err?.message, /S3cretPassw0rd/, 'no password in the boot error')
+  }
+
+  const token = 'admin-token-0123456789abcdef'
+  const { app } = await build(t, { ADMIN_TOKEN: token, AUTH_FAILURE_LIMIT: '3' })
+  const list = async (authorization: string, remoteAddress = '127.0.0.1') => await app.inject({ method: 'GET', url: '/admin/runs', headers: { authorization }, remoteAddress })
+  t.equal((await list(`bearer ${token}`, '10.0.0.9')).statusCode, 200, 'the scheme name is case-insensitive (RFC 7235)')
+  t.equal((await list(`BEARER ${token}`, '10.0.0.9')).statusCode, 200)
+  const signIns: number[] = []
+  for (const wrong of ['a', 'b', 'c', 'd']) signIns.push((await list(`Bearer wrong-token-${wrong}`)).statusCode)
+  t.same(signIns, [401, 401, 401, 429], 'failed sign-ins are limited')
+  const limited = await list(`Bearer ${token}`)
+  t.equal(limited.statusCode, 429, 'until the window ends, even with the right token')
+  t.ok(Number(limited.headers['retry-after']) > 0)
+  t.equal((await list(`Bearer ${token}`, '10.0.0.9')).statusCode, 200, 'another client is not')
+
+  const { configuredProviders } = await import('../src/extra-providers.js')
+  t.throws(() => configuredProviders([{ name: 'glued', secretEnv: 'GLUED_SECRET', scheme: 'hmac', idempotencyKey: { header: 'x-id' }, hmac: { header: 'x-sig', signedContent: '{id}{timestamp}{body}', idHeader: 'x-id', timestampHeader: 'x-ts' } }]),
+    /signed content "\{id\}\{timestamp\}\{body\}" needs a separator between its fields/, 'fields without a separator: boot error')
+  t.doesNotThrow(() => configuredProviders([{ name: 'dotted', secretEnv: 'DOTTED_SECRET', scheme: 'hmac', idempotencyKey: { header: 'x-id' }, hmac: { header: 'x-sig', signedContent: '{id}.{timestamp}.{body}', idHeader: 'x-id', timestampHeader: 'x-ts' } }]))
+})

@@ -6,7 +6,7 @@ import { startEmbeddedPostgres } from '../db/embedded.js'
 /** `npm run migrate`: bring DATABASE_URL (or the embedded database under DATA_DIR) to the latest schema. */
 const config = loadConfig()
 const log = { info: () => {}, debug: () => {}, warn: (obj: object, msg: string) => { console.error(msg, obj) } }
-const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(join(config.dataDir, 'postgres'), log) : undefined
+const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(join(config.dataDir, 'postgres'), log, [], config.dataDir) : undefined
 let code = 0
 try {
   const { from, to } = await migrate(config.databaseUrl ?? embedded!.connectionString)

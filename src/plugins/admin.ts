@@ -72,7 +72,7 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
 
   // A failed sign-in counts toward the client's refusal limit like a forged delivery; past it, 429.
   fastify.addHook('onRequest', async (request, reply) => {
-    const limited = fastify.refusalLimit(request)
+    const limited = await fastify.refusalLimit(request)
     if (limited !== undefined) return await tooManyRefusals(reply, limited)
     const header = request.headers.authorization ?? ''
     // The scheme name is case-insensitive (RFC 7235).

@@ -21,7 +21,7 @@ export default fp(async function database (fastify) {
   const { config } = fastify
   let connectionString = config.databaseUrl
   if (connectionString === undefined) {
-    const embedded = await startEmbeddedPostgres(join(config.dataDir, 'postgres'), fastify.log)
+    const embedded = await startEmbeddedPostgres(join(config.dataDir, 'postgres'), fastify.log, [], config.dataDir)
     connectionString = embedded.connectionString
     // Added before the pool's own hook, so the pool closes first and the server stops last.
     fastify.addHook('onClose', async () => { await embedded.stop() })
@@ -29,7 +29,9 @@ export default fp(async function database (fastify) {
 
   fastify.decorate('databaseUrl', connectionString)
   const version = await migrate(connectionString).catch((err: Error) => {
-    throw new BootError(`cannot use the database at ${withoutPassword(connectionString)}: ${err.message}`, { cause: err })
+    // pg's messages name hosts and users, never the password; strip it anyway should one echo the URL.
+    const why = err.message.split(connectionString).join(describeDatabase(connectionString))
+    throw new BootError(`cannot use the database at ${describeDatabase(connectionString)}: ${why}`, { cause: err })
   })
   if (version.from !== version.to) fastify.log.info(version, 'database migrated')
 
@@ -60,8 +62,15 @@ export default fp(async function database (fastify) {
   await fastify.pg.query('SELECT 1')
 }, { name: 'database', decorators: { fastify: ['config'] } })
 
-function withoutPassword (connectionString: string): string {
-  const url = new URL(connectionString)
-  if (url.password !== '') url.password = '***'
-  return url.toString()
+/**
+ * The server named in a boot error: scheme, user, host, port and database, never a password (in the
+ * user info or a `password=` parameter) or any other parameter.
+ */
+export function describeDatabase (connectionString: string): string {
+  try {
+    const url = new URL(connectionString)
+    return `${url.protocol}//${url.username === '' ? '' : `${url.username}@`}${url.host}${url.pathname}`
+  } catch {
+    return 'DATABASE_URL (not a valid URL)'
+  }
 }

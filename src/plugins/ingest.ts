@@ -200,7 +200,7 @@ export default fp(async function ingest (fastify) {
   // A client past its refusal limit is answered before its body is read, let alone parsed.
   fastify.addHook('onRequest', async function refuseLimitedClient (request, reply) {
     if (request.routeOptions.config.provider === undefined) return
-    const retryAfter = fastify.refusalLimit(request)
+    const retryAfter = await fastify.refusalLimit(request)
     if (retryAfter !== undefined) return await refuseLimited(request, reply, retryAfter, 'too_many_refusals')
   })
 

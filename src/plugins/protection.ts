@@ -14,7 +14,7 @@ declare module 'fastify' {
      */
     countRefusal: (request: FastifyRequest) => Promise<number | undefined>
     /** Seconds until the request's client may be heard again, or undefined: checked before its body is read. */
-    refusalLimit: (request: FastifyRequest) => number | undefined
+    refusalLimit: (request: FastifyRequest) => Promise<number | undefined>
   }
   interface FastifyContextConfig {
     /** Health, readiness and metrics answer even when the gateway sheds load. */
@@ -48,35 +48,18 @@ export default fp(async function protection (fastify) {
     timeWindow: config.protection.authFailureWindowMs,
     keyGenerator: request => clientKey(request.ip)
   })
-  // Clients past the limit, until their window ends: looked up before a body is read.
-  const limited = new Map<string, number>()
   fastify.decorate('countRefusal', async function countRefusal (request: FastifyRequest) {
     if (config.protection.authFailureLimit === 0) return undefined
     const limit = await countFailure(request)
-    if (limit.isAllowed || !limit.isExceeded) return undefined
-    if (limited.size >= MAX_LIMITED_CLIENTS) forgetExpired(limited)
-    if (limited.size < MAX_LIMITED_CLIENTS) limited.set(clientKey(request.ip), Date.now() + limit.ttlInSeconds * 1000)
-    return limit.ttlInSeconds
+    return !limit.isAllowed && limit.isExceeded ? limit.ttlInSeconds : undefined
   })
-  fastify.decorate('refusalLimit', function refusalLimit (request: FastifyRequest) {
-    if (limited.size === 0) return undefined
-    const key = clientKey(request.ip)
-    const until = limited.get(key)
-    if (until === undefined) return undefined
-    const seconds = Math.ceil((until - Date.now()) / 1000)
-    if (seconds > 0) return seconds
-    limited.delete(key)
-    return undefined
+  // The same counter, read without counting: a limited client is refused before its body is read.
+  fastify.decorate('refusalLimit', async function refusalLimit (request: FastifyRequest) {
+    if (config.protection.authFailureLimit === 0) return undefined
+    const limit = await countFailure(request, { increment: false })
+    return !limit.isAllowed && limit.isExceeded ? limit.ttlInSeconds : undefined
   })
 }, { name: 'protection', dependencies: ['metrics'] })
-
-/** Limited clients remembered at once; past it (a flood from very many addresses) only the counter limits. */
-const MAX_LIMITED_CLIENTS = 100_000
-
-function forgetExpired (limited: Map<string, number>): void {
-  const now = Date.now()
-  for (const [key, until] of limited) if (until <= now) limited.delete(key)
-}
 
 /**
  * Who a client is, for limits and aggregated audits: an IPv4 address as it is (also when written as

@@ -59,12 +59,15 @@ export function verifyStandardWebhook (
 
 const keys = new Map<string, Buffer | KeyObject | undefined>()
 
-/** `whsec_<base64>` (or bare base64, as the official library accepts): the HMAC key bytes. */
-function hmacKey (secret: string): Buffer | undefined {
+/**
+ * `whsec_<base64>` (or bare base64, as the official library accepts): the HMAC key bytes, or undefined
+ * when they are no key at all (empty, or every byte zero: `whsec_`, `whsec_AAAA`).
+ */
+export function hmacKey (secret: string): Buffer | undefined {
   if (!keys.has(secret)) {
     const encoded = secret.startsWith('whsec_') ? secret.slice(6) : secret
     const key = Buffer.from(encoded, 'base64')
-    keys.set(secret, key.length > 0 ? key : undefined)
+    keys.set(secret, key.some(byte => byte !== 0) ? key : undefined)
   }
   return keys.get(secret) as Buffer | undefined
 }

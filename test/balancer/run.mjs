@@ -31,7 +31,7 @@ try {
   // PostgreSQL: DATABASE_URL's server (a fresh database on it), or an embedded one.
   let serverUrl = process.env.DATABASE_URL
   if (serverUrl === undefined || serverUrl === '') {
-    database = await startEmbeddedPostgres(join(work, 'pg'), { info () {}, debug () {}, warn () {} })
+    database = await startEmbeddedPostgres(join(work, 'pg'), { info () {}, debug () {}, warn () {} }, [], work)
     serverUrl = database.connectionString
   }
   const dbName = `hookgate_balancer_${randomBytes(4).toString('hex')}`
