@@ -76,6 +76,12 @@ t.test('npm start on a fresh clone: embedded PostgreSQL, development secrets, da
   t.match(first.stderr(), `STRIPE_WEBHOOK_SECRET=${secrets.STRIPE_WEBHOOK_SECRET}`, 'the development secret is printed')
   t.match(first.stderr(), /npm run send -- stripe/, 'with a ready-to-paste command')
 
+  // Every built-in provider, as a new user tries them (Twilio signs the URL, port included).
+  for (const provider of ['github', 'sepay', 'standard-webhooks', 'shopify', 'slack', 'paddle', 'twilio', 'linear']) {
+    const other = await runCli('send.js', [provider, '--url', first.url], env)
+    t.match(other.output, /^200 /, `npm run send -- ${provider}: ${other.output.trim().slice(0, 80)}`)
+  }
+
   const body = JSON.stringify(stripeEvent())
   const accepted = await postStripe(first.url, body, secrets.STRIPE_WEBHOOK_SECRET)
   t.equal(accepted.json.status, 'accepted')
@@ -83,8 +89,11 @@ t.test('npm start on a fresh clone: embedded PostgreSQL, development secrets, da
   t.equal(await first.exit, 0, 'SIGTERM: exit 0')
   t.notMatch(first.stdout(), secrets.STRIPE_WEBHOOK_SECRET, 'the secret never reaches the JSON logs')
 
-  const second = await startServer(t, env)
+  // Behind a balancer on a non-default port: Twilio signed https://hooks.example.com:8443/...
+  const second = await startServer(t, { ...env, PUBLIC_BASE_URL: 'https://hooks.example.com:8443' })
   t.notMatch(second.stdout(), /initialising embedded PostgreSQL/, 'the second boot reuses the data directory')
+  const behind = await runCli('send.js', ['twilio', '--url', second.url], { ...env, PUBLIC_BASE_URL: 'https://hooks.example.com:8443' })
+  t.match(behind.output, /^200 /, 'npm run send -- twilio with a PUBLIC_BASE_URL that has a port')
   const again = await postStripe(second.url, body, secrets.STRIPE_WEBHOOK_SECRET)
   t.same(again.json, { status: 'duplicate', run_id: accepted.json.run_id }, 'the run survived the restart')
   second.child.kill('SIGTERM')

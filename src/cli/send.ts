@@ -40,9 +40,11 @@ const raw = values.file !== undefined
   ? await readFile(values.file)
   : Buffer.from(isForm(contentType) ? new URLSearchParams(sample as Record<string, string>).toString() : JSON.stringify(sample, null, 2))
 const url = `${values.url ?? `http://127.0.0.1:${config.port}`}/webhooks/${name}`
+// The URL the gateway believes it was sent to (Twilio signs it): PUBLIC_BASE_URL when set.
+const signedUrl = config.publicBaseUrl === undefined ? url : `${config.publicBaseUrl}/webhooks/${name}`
 const response = await fetch(url, {
   method: 'POST',
-  headers: { 'content-type': contentType, ...provider.sign(raw, secret, Math.floor(Date.now() / 1000), url) },
+  headers: { 'content-type': contentType, ...provider.sign(raw, secret, Math.floor(Date.now() / 1000), signedUrl) },
   body: raw
 })
 console.log(`${response.status} ${await response.text()}`)

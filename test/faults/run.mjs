@@ -18,6 +18,7 @@ const root = join(import.meta.dirname, '..', '..')
 const SECRET = 'whsec_faults_0123456789abcdef0123'
 const QUERY_TIMEOUT_MS = 2000
 const results = []
+const hostile = []
 const failures = []
 
 const pgbin = ['/usr/lib/postgresql'].filter(existsSync).flatMap(dir => readdirSync(dir).map(v => join(dir, v, 'bin'))).find(dir => existsSync(join(dir, 'pg_ctl')))
@@ -188,6 +189,8 @@ try {
     for (const dir of mounts) { try { execFileSync('umount', [dir]) } catch {} }
   }
 
+  await hostileCases(serverUrl)
+
   await writeReport(version)
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
@@ -296,6 +299,7 @@ async function startGateway (databaseUrl, env = {}) {
       await waitFor(`${gateway.url}/readyz`)
     },
     kill (signal) { child.kill(signal) },
+    child () { return child },
     async stop () {
       if (child.exitCode !== null) return
       const exited = new Promise(resolve => child.once('exit', resolve))
@@ -321,6 +325,150 @@ async function runToExit (args, env) {
 
 
 
+// --- hostile cases of issue 13, measured on a real gateway process ---------------------------------
+
+async function hostileCases (serverUrl) {
+  console.log('\nhostile cases')
+  const dbName = `hostile_${randomBytes(4).toString('hex')}`
+  await query(serverUrl, `CREATE DATABASE ${dbName}`)
+  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const TOKEN = 'twilio_faults_token'
+  const GITHUB = 'github faults secret'
+  const gateway = await startGateway(databaseUrl, {
+    TWILIO_AUTH_TOKEN: TOKEN, GITHUB_WEBHOOK_SECRET: GITHUB, PUBLIC_BASE_URL: 'https://hooks.example.com', AUTH_FAILURE_LIMIT: '100'
+  })
+  const agent = new Agent({ connections: 32 })
+  const post = async (path, headers, body) => {
+    const started = performance.now()
+    const response = await request(`${gateway.url}${path}`, { method: 'POST', headers, body, dispatcher: agent })
+    await response.body.text()
+    return { status: response.statusCode, ms: performance.now() - started }
+  }
+
+  // 1. A form body of repeated empty fields, unauthenticated, beside /healthz.
+  for (const kb of [88, 117]) {
+    const body = 'a=&'.repeat(Math.floor(kb * 1024 / 3))
+    const [refused, health] = await Promise.all([
+      post('/webhooks/twilio', { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': 'RSOYDt4T1cUTdK1PDd93/VVr8B8=' }, body),
+      (async () => { const started = performance.now(); await fetch(`${gateway.url}/healthz`); return performance.now() - started })()
+    ])
+    const ok = check(refused.status === 401 && refused.ms < 50, `${kb} KB form of repeated fields: ${refused.status} in ${refused.ms.toFixed(1)} ms`)
+    hostile.push({ name: `Twilio form body of ${kb} KB of repeated empty fields (unauthenticated)`, figures: `401 \`too_many_fields\` in ${refused.ms.toFixed(1)} ms; /healthz meanwhile ${health.toFixed(1)} ms (issue 13 measured the event loop blocked ~${kb === 88 ? 8 : 11} s before the fix)`, pass: ok })
+  }
+
+  // 2. One client's refusals as fast as it can send them: 401, 415 and headers-only 413.
+  const forged = JSON.stringify({ id: 'evt_forged', type: 'x' })
+  const kinds = [
+    () => post('/webhooks/stripe', { 'content-type': 'application/json', 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` }, forged),
+    () => post('/webhooks/stripe', { 'content-type': 'text/plain', 'stripe-signature': 't=1,v1=00' }, forged),
+    () => headersOnly(gateway.url, '/webhooks/stripe', 100 * 1024 * 1024)
+  ]
+  const since = (await query(databaseUrl, 'SELECT now() AS t')).rows[0].t
+  const started = performance.now()
+  const statuses = {}
+  let sent = 0
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (sent < 20_000) {
+      const kind = kinds[sent++ % kinds.length]
+      const { status } = await kind().catch(() => ({ status: 'error' }))
+      statuses[status] = (statuses[status] ?? 0) + 1
+    }
+  }))
+  const seconds = (performance.now() - started) / 1000
+  await gateway.stop() // writes the last aggregate rows
+  const [audit] = (await query(databaseUrl, `SELECT count(*) FILTER (WHERE type = 'rejected')::int AS single, count(*) FILTER (WHERE type = 'rejected_aggregate')::int AS aggregated,
+    coalesce(sum((data->>'count')::int) FILTER (WHERE type = 'rejected_aggregate'), 0)::int AS counted FROM ops.run_events WHERE at >= $1::timestamptz - interval '1 minute' AND run_id IS NULL`, [since])).rows
+  const rows = audit.single + audit.aggregated
+  const okFlood = check(rows < 200 && audit.single + audit.counted >= 20_000, `20,000 refusals from one client: ${rows} audit rows (${JSON.stringify(audit)})`)
+  hostile.push({ name: 'one client sends 20,000 refusals (forged 401, 415, headers-only 413 with a 100 MB Content-Length)', figures: `${Math.round(20_000 / seconds)} req/s, answers ${JSON.stringify(statuses)}; ${rows} rows written to ops.run_events: ${audit.single} refusals one by one until the limit (100 per client and minute, the Twilio cases above included), then ${audit.aggregated} \`rejected_aggregate\` rows counting ${audit.counted} (before the fix: one row per refusal that was not a 401)`, pass: okFlood })
+
+  // 3. A captured GitHub delivery re-sent under 1,000 fresh delivery ids.
+  await gateway.restart()
+  const body = JSON.stringify({ action: 'opened', issue: { number: 1 }, repository: { full_name: 'octo/repo' } })
+  const signature = `sha256=${createHmac('sha256', GITHUB).update(body).digest('hex')}`
+  const answers = {}
+  for (let i = 0; i < 1000; i++) {
+    const { status } = await post('/webhooks/github', { 'content-type': 'application/json', 'x-hub-signature-256': signature, 'x-github-event': 'issues', 'x-github-delivery': randomBytes(16).toString('hex') }, body)
+    answers[status] = (answers[status] ?? 0) + 1
+  }
+  const runs = (await query(databaseUrl, "SELECT count(*)::int AS n FROM ops.runs WHERE provider = 'github'")).rows[0].n
+  const replays = (await query(databaseUrl, "SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'replayed_body'")).rows[0].n
+  hostile.push({ name: 'a captured GitHub delivery re-sent under 1,000 fresh X-GitHub-Delivery ids', figures: `answers ${JSON.stringify(answers)}; ${runs} run, ${replays} \`replayed_body\` events (before the fix: 1,000 runs, each forwarded)`, pass: check(runs === 1 && replays === 999, `replays: ${runs} run`) })
+
+  // 4. SIGTERM right after a burst on keep-alive connections (Node's http agent), three times.
+  const exits = []
+  for (let i = 0; i < 3; i++) {
+    const http = await import('node:http')
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 50 })
+    let last = 0
+    let signalled = 0
+    let answered = 0
+    const exited = new Promise(resolve => gateway.child().once('exit', code => resolve({ code, at: performance.now() })))
+    await Promise.all(makeEvents(150).map(async event => {
+      const payload = JSON.stringify(event)
+      const t = Math.floor(Date.now() / 1000)
+      await new Promise(resolve => {
+        const req = http.request(`${gateway.url}/webhooks/stripe`, { method: 'POST', agent: keepAlive, headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${createHmac('sha256', SECRET).update(`${t}.${payload}`).digest('hex')}` } }, res => {
+          res.resume()
+          res.on('end', () => { last = performance.now(); if (++answered === 100) { signalled = last; gateway.kill('SIGTERM') } resolve() })
+        })
+        req.on('error', resolve)
+        req.end(payload)
+      })
+    }))
+    if (signalled === 0) { signalled = performance.now(); gateway.kill('SIGTERM') }
+    const { code, at } = await exited
+    keepAlive.destroy()
+    exits.push({ code, ms: Math.round(at - Math.max(last, signalled)) })
+    if (i < 2) await gateway.restart()
+  }
+  hostile.push({ name: 'SIGTERM right after a burst of 150 deliveries on keep-alive connections (3 runs)', figures: `exit ${exits.map(e => `${e.code} ${e.ms} ms`).join(', ')} after the last answer (before the fix: exit 1 at the 10 s deadline, 3 of 3)`, pass: check(exits.every(e => e.code === 0 && e.ms < 2000), `SIGTERM after a burst: ${JSON.stringify(exits)}`) })
+  await agent.close()
+
+  // 5. Destination answers: 300 MB, a gzip bomb (forwarding code, in this process).
+  const { loadDestinations } = await import('../../dist/destinations.js')
+  const { gzipSync } = await import('node:zlib')
+  const http = await import('node:http')
+  const bomb = gzipSync(Buffer.alloc(512 * 1024 * 1024))
+  const sink = http.createServer((req, res) => {
+    req.resume()
+    if (req.url === '/bomb') { res.writeHead(409, { 'content-encoding': 'gzip' }); res.end(bomb); return }
+    res.writeHead(500)
+    const chunk = Buffer.alloc(1024 * 1024, 'x')
+    let written = 0
+    const write = () => { while (written < 300 * 1024 * 1024) { written += chunk.length; if (!res.write(chunk)) { res.once('drain', write); return } } res.end() }
+    res.on('close', () => res.removeAllListeners('drain'))
+    write()
+  })
+  await new Promise(resolve => sink.listen(0, '127.0.0.1', resolve))
+  const base = `http://127.0.0.1:${sink.address().port}`
+  const destinations = await loadDestinations(JSON.stringify([{ name: 'huge', url: `${base}/huge`, secretEnv: 'S' }, { name: 'bomb', url: `${base}/bomb`, secretEnv: 'S' }]), { S: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' })
+  const rss = process.memoryUsage().rss
+  const outcomes = await Promise.all(destinations.map(d => d.forward({ run_id: randomBytes(16).toString('hex'), provider: 'stripe', event_type: 'x', payload: {} })))
+  const grew = Math.round((process.memoryUsage().rss - rss) / 1024 / 1024)
+  sink.closeAllConnections()
+  sink.close()
+  hostile.push({ name: 'a destination answers 300 MB, another a 500 KB gzip bomb (512 MB inflated)', figures: `outcomes ${outcomes.map(o => o.outcome).join(', ')}; RSS grew ${grew} MB (issue 13 measured 2–3 GB before the fix)`, pass: check(grew < 100, `destination answers: RSS +${grew} MB`) })
+}
+
+/** A request whose headers promise `length` bytes of body that never come: the answer's status. */
+async function headersOnly (url, path, length) {
+  const { connect } = await import('node:net')
+  const { port } = new URL(url)
+  return await new Promise(resolve => {
+    const socket = connect(Number(port), '127.0.0.1')
+    let answer = ''
+    socket.on('data', chunk => {
+      answer += chunk
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)
+      if (status !== null) { socket.destroy(); resolve({ status: Number(status[1]) }) }
+    })
+    socket.on('error', () => resolve({ status: 'error' }))
+    socket.on('close', () => resolve({ status: 'closed' }))
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`)
+  })
+}
+
 async function writeReport (version) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
   const page = join(root, 'docs', 'reliability.md')
@@ -328,8 +476,14 @@ async function writeReport (version) {
   const table = ['| fault | deliveries | attempts | answered 2xx | stored | figures | result |', '|---|---|---|---|---|---|---|',
     ...results.map(r => `| ${r.name} | ${r.sent} | ${r.attempts ?? '—'} | ${r.ok} | ${r.stored} | ${r.extra.replaceAll('|', '\\|')} | ${r.pass ? 'pass' : '**FAIL**'} |`)].join('\n')
   const block = `<!-- faults:begin -->\nLast run: ${date} UTC, PostgreSQL ${version}, ${process.version}. Reproduce: \`npm run test:faults\`.\n\n${table}\n<!-- faults:end -->`
-  const next = /<!-- faults:begin -->[\s\S]*<!-- faults:end -->/.test(current)
+  let next = /<!-- faults:begin -->[\s\S]*<!-- faults:end -->/.test(current)
     ? current.replace(/<!-- faults:begin -->[\s\S]*<!-- faults:end -->/, block)
     : `${current}\n${block}\n`
+  const hostileTable = ['| hostile case | figures | result |', '|---|---|---|',
+    ...hostile.map(r => `| ${r.name} | ${r.figures.replaceAll('|', '\\|')} | ${r.pass ? 'pass' : '**FAIL**'} |`)].join('\n')
+  const hostileBlock = `<!-- hostile:begin -->\nLast run: ${date} UTC, one gateway process (\`node dist/server.js\`, production) on PostgreSQL ${version}. Reproduce: \`npm run test:faults\`.\n\n${hostileTable}\n<!-- hostile:end -->`
+  next = /<!-- hostile:begin -->[\s\S]*<!-- hostile:end -->/.test(next)
+    ? next.replace(/<!-- hostile:begin -->[\s\S]*<!-- hostile:end -->/, hostileBlock)
+    : `${next}\n${hostileBlock}\n`
   await writeFile(page, next)
 }
