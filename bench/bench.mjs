@@ -16,6 +16,8 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 50
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
+/** Runs not at an end state yet: waiting, due for a retry, or being processed. */
+const OPEN = "status IN ('received', 'retrying', 'processing')"
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
 // BENCH_LEVERS=1: a scenario again with one lever changed at a time.
 const LEVERS = [
@@ -191,6 +193,7 @@ const work = await mkdtemp(join(tmpdir(), 'hookgate-bench-'))
 const quiet = { info () {}, debug () {}, warn () {} }
 const database = await startEmbeddedPostgres(join(work, 'pg'), quiet, [], work)
 const rows = []
+const pipelines = []
 const children = []
 try {
   // 1. The ceiling.
@@ -214,6 +217,9 @@ try {
     ['hookgate, unique events', {}],
     ['hookgate, 30 % duplicates', { duplicateShare: 0.3 }],
     ['hookgate, fixed 1,000 req/s', { rate: 1000 }],
+    // Accepted → processed: the worker in the same process (ROLE=all), no handler, no destination.
+    ['pipeline, no handler', { pipeline: true }, { ROLE: 'all' }],
+    ['pipeline, fixed 1,000 req/s', { rate: 1000, pipeline: true }, { ROLE: 'all' }],
     ...(process.env.BENCH_LEVERS === undefined ? [] : LEVERS)
   ].filter(([name]) => ONLY === undefined || ONLY.test(name))
   for (const [index, [name, options, gatewayEnv = {}]] of scenarios.entries()) {
@@ -229,7 +235,11 @@ try {
     await waitFor(`http://127.0.0.1:${port}/readyz`)
     // Warm-up, not measured: JIT, connections, prepared statements (the ceiling was warm too).
     await load(`http://127.0.0.1:${port}`, { ...options, seconds: WARMUP })
-    const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, onStart))
+    // The pipeline's clock starts with the measured load: what the warm-up stored is drained first.
+    if (options.pipeline === true) await drained(databaseUrl, 60_000)
+    const sampler = options.pipeline === true ? queueSampler(databaseUrl) : undefined
+    const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, async () => { await sampler?.start(); await onStart() }))
+    const pipeline = sampler === undefined ? undefined : await sampler.finish(120_000)
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
     await new Promise(resolve => gateway.once('exit', resolve))
@@ -239,7 +249,9 @@ try {
     const found = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [run.acceptedRuns])).rows[0].n)
     const stored = Number((await query(databaseUrl, 'SELECT count(*) AS n FROM ops.runs')).rows[0].n)
     const check = found === accepted ? `all ${accepted} accepted run ids stored ✓` : `${accepted - found} accepted run ids MISSING ✗`
-    rows.push(row(name, run, ceiling, rss, `${accepted + run.duplicates} × 2xx (${run.duplicates} duplicate); ${check}; ${stored} runs in all`))
+    const processed = pipeline === undefined ? '' : `; pipeline: ${pipelineText(pipeline, ceiling)}`
+    rows.push(row(name, run, ceiling, rss, `${accepted + run.duplicates} × 2xx (${run.duplicates} duplicate); ${check}; ${stored} runs in all${processed}`))
+    if (pipeline !== undefined) pipelines.push({ name, ...pipeline })
     if (found !== accepted) process.exitCode = 1
   }
 } finally {
@@ -251,6 +263,83 @@ try {
 console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, 'PostgreSQL': r.cpu.pg, 'load generator': r.cpu.client })))
 await writeReport(rows)
 
+
+// --- the pipeline: accepted → processed ---------------------------------------------------------
+
+/** Waits until no run is waiting or in flight (at most `ms`). */
+async function drained (databaseUrl, ms) {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if ((await query(databaseUrl, `SELECT count(*)::int AS n FROM ops.runs WHERE ${OPEN}`)).rows[0].n === 0) return true
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return false
+}
+
+/**
+ * Samples the queue (depth, age of the oldest open run) every 250 ms from the start of the load until
+ * every run stored since has reached an end state; then the pipeline's figures, from the database's
+ * own clock: runs completed ÷ (first request → last completion), the drain after the load, and the
+ * lag from the commit (the 2xx) to `completed_at`.
+ */
+function queueSampler (databaseUrl) {
+  const samples = []
+  let startedAt
+  let startMs
+  let timer
+  const sample = async () => {
+    const { rows: [row] } = await query(databaseUrl, `SELECT count(*)::int AS depth, coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS oldest FROM ops.runs WHERE ${OPEN}`)
+    samples.push({ t: (performance.now() - startMs) / 1000, depth: row.depth, oldest: row.oldest })
+  }
+  return {
+    async start () {
+      startedAt = (await query(databaseUrl, 'SELECT now() AS t')).rows[0].t
+      startMs = performance.now()
+      timer = setInterval(() => { sample().catch(() => {}) }, 250)
+    },
+    async finish (ms) {
+      const loadEnded = (performance.now() - startMs) / 1000
+      const done = await drained(databaseUrl, ms)
+      clearInterval(timer)
+      await sample()
+      const { rows: [stats] } = await query(databaseUrl, `SELECT count(*)::int AS runs,
+          count(*) FILTER (WHERE status = 'completed')::int AS completed,
+          extract(epoch FROM max(completed_at) - $1::timestamptz)::float8 AS span,
+          (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - received_at)) * 1000)::float8 AS lag_p50,
+          (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - received_at)) * 1000)::float8 AS lag_p99
+        FROM ops.runs WHERE received_at >= $1::timestamptz`, [startedAt])
+      return { ...stats, drainedAfter: done ? stats.span - loadEnded : undefined, loadSeconds: loadEnded, samples }
+    }
+  }
+}
+
+function pipelineText (p, ceiling) {
+  const throughput = p.completed / p.span
+  return `${p.completed}/${p.runs} runs completed, ${Math.round(throughput)} runs/s (${(throughput / ceiling).toFixed(3)}× ceiling) from the first request to the last completion; ` +
+    (p.drainedAfter === undefined ? 'NOT drained within 120 s; ' : `all done ${Math.max(0, p.drainedAfter).toFixed(1)} s after the load stopped; `) +
+    `lag commit → completed p50 ${Math.round(p.lag_p50)} ms, p99 ${Math.round(p.lag_p99)} ms`
+}
+
+/** Queue depth over time, one line per pipeline scenario, with the load's end marked. */
+function queueChart (date) {
+  const width = 1000
+  const height = 260
+  const maxT = Math.max(1, ...pipelines.flatMap(p => p.samples.map(s => s.t)))
+  const maxDepth = Math.max(1, ...pipelines.flatMap(p => p.samples.map(s => s.depth)))
+  const x = t => 60 + (width - 80) * t / maxT
+  const y = d => height - 30 - (height - 70) * d / maxDepth
+  const colors = ['#2f6fde', '#de6f2f', '#2fa35a', '#9a4fd0']
+  const lines = pipelines.map((p, i) => `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${p.samples.map(s => `${x(s.t).toFixed(1)},${y(s.depth).toFixed(1)}`).join(' ')}"/>` +
+    `<line x1="${x(p.loadSeconds).toFixed(1)}" y1="${y(0)}" x2="${x(p.loadSeconds).toFixed(1)}" y2="40" stroke="${colors[i % colors.length]}" stroke-dasharray="4 4"/>` +
+    `<text x="70" y="${56 + i * 16}" font-size="12" fill="${colors[i % colors.length]}">${escapeXml(p.name)}: oldest open run at most ${Math.max(...p.samples.map(s => s.oldest)).toFixed(1)} s old</text>`).join('\n')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
+<text x="10" y="18" font-size="14" font-weight="bold">Runs waiting or in flight (queue depth) over time, seconds from the first request; dashed: the load stops (${date} UTC)</text>
+<text x="10" y="${y(maxDepth) + 4}" font-size="11">${maxDepth}</text><text x="10" y="${y(0) + 4}" font-size="11">0</text>
+<text x="${x(maxT) - 20}" y="${height - 10}" font-size="11">${maxT.toFixed(0)} s</text>
+<line x1="60" y1="${y(0)}" x2="${width - 20}" y2="${y(0)}" stroke="#999"/>
+${lines}
+</svg>\n`
+}
 
 async function writeReport (rows) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
@@ -269,6 +358,7 @@ async function writeReport (rows) {
 ${bars}
 </svg>\n`
   await writeFile(join(root, 'docs', 'benchmarks.svg'), svg)
+  if (pipelines.length > 0) await writeFile(join(root, 'docs', 'benchmarks-queue.svg'), queueChart(date))
   await writeFile(join(root, 'docs', 'benchmarks.md'), `# Benchmarks
 
 \`npm run bench\` (bench/bench.mjs) measures, in one run on one machine, bare Fastify parsing the same
@@ -290,7 +380,20 @@ Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${(await im
 |---|---|---|---|---|---|---|---|---|---|---|
 ${table}
 
-Reproduce: \`npm ci && npm run bench\` (BENCH_SECONDS=${DURATION} by default; \`BENCH_LEVERS=1\` adds the lever rows;
+${pipelines.length === 0 ? '' : `## The pipeline: accepted → processed
+
+Rows starting with "pipeline" run the gateway with its worker (\`ROLE=all\`, no handler, no destination)
+and follow every run stored during the measured load until it has reached an end state. Pipeline
+throughput = runs completed ÷ (first request → last completion), from PostgreSQL's clock; the lag is
+\`completed_at − received_at\` (the commit, so the 2xx) of each run.
+
+| scenario | runs completed | pipeline runs/s | × ceiling | done after the load stopped | lag p50 / p99 ms |
+|---|---|---|---|---|---|
+${pipelines.map(p => `| ${p.name} | ${p.completed}/${p.runs} | ${Math.round(p.completed / p.span)} | ${(p.completed / p.span / rows[0].rps).toFixed(3)}× | ${p.drainedAfter === undefined ? 'not within 120 s' : `${Math.max(0, p.drainedAfter).toFixed(1)} s`} | ${Math.round(p.lag_p50)} / ${Math.round(p.lag_p99)} |`).join('\n')}
+
+![queue depth over time](benchmarks-queue.svg)
+
+`}Reproduce: \`npm ci && npm run bench\` (BENCH_SECONDS=${DURATION} by default; \`BENCH_LEVERS=1\` adds the lever rows;
 \`BENCH_ONLY=<regex>\` runs some scenarios only).
 
 ## Reading the figures

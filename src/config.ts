@@ -88,7 +88,7 @@ const schema = {
     DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
     ROLE: { type: 'string', enum: ['all', 'ingest', 'worker'], default: 'all' },
-    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 4 },
+    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 32 },
     WORKER_LEASE_MS: { type: 'integer', minimum: 100, default: 30000 },
     WORKER_POLL_MS: { type: 'integer', minimum: 10, default: 1000 },
     WORKER_MAX_ATTEMPTS: { type: 'integer', minimum: 1, default: 8 },

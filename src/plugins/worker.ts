@@ -5,8 +5,9 @@ import pg from 'pg'
 import { loadDestinations, type Destination } from '../destinations.js'
 import { done, worstOf, type Outcome } from '../outcomes.js'
 import {
-  RUNS_CHANNEL, backoffMs, claimRuns, failExhaustedLeases, finishRun, releaseRuns, renewLease, type ClaimedRun, type Finish
+  RUNS_CHANNEL, backoffMs, claimRuns, failExhaustedLeases, finishRuns, releaseRuns, renewLeases, type ClaimedRun, type Finish, type Finished
 } from '../queue.js'
+import { createBatcher } from '../batcher.js'
 
 /**
  * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
@@ -26,6 +27,11 @@ export default fp(async function worker (fastify) {
   const { concurrency, leaseMs, pollMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
 
   const active = new Set<Promise<void>>()
+  /** The runs this worker holds, renewed together by one heartbeat. */
+  const held = new Set<string>()
+  // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
+  const finishes = createBatcher<Finished, boolean>({ maxSize: 500, concurrency: 1, run: async items => await finishRuns(pool, id, items) })
+  let heartbeat: NodeJS.Timeout | undefined
   let stopping = false
   let wake: () => void = () => {}
   let listener: pg.Client | undefined
@@ -59,21 +65,17 @@ export default fp(async function worker (fastify) {
 
   async function processRun (claimed: ClaimedRun): Promise<void> {
     const started = performance.now()
-    const heartbeat = setInterval(() => {
-      renewLease(pool, claimed.run_id, id, leaseMs).catch((err: Error) => log.warn({ run_id: claimed.run_id, err: { message: err.message } }, 'could not renew a lease'))
-    }, Math.max(100, Math.floor(leaseMs / 3)))
+    held.add(claimed.run_id)
     let outcome: Outcome
     try {
       outcome = await dispatch(claimed)
     } catch (err) {
       outcome = { outcome: 'retry', reason: (err as Error).message ?? String(err) }
-    } finally {
-      clearInterval(heartbeat)
     }
     const ms = Math.round(performance.now() - started)
     const finish = toFinish(claimed, outcome, ms)
     try {
-      const recorded = await finishRun(pool, claimed.run_id, id, finish)
+      const recorded = await finishes.push({ ...finish, runId: claimed.run_id }).finally(() => { held.delete(claimed.run_id) })
       log.info({ run_id: claimed.run_id, provider: claimed.provider, event_type: claimed.event_type ?? undefined, attempt: claimed.attempts, outcome: finish.status, ms, error: finish.error, stale: recorded ? undefined : true }, 'run processed')
       fastify.metrics.runs.inc({ provider: claimed.provider, outcome: finish.status })
       fastify.metrics.runSeconds.observe({ provider: claimed.provider, outcome: finish.status }, ms / 1000)
@@ -142,6 +144,11 @@ export default fp(async function worker (fastify) {
 
   fastify.addHook('onReady', async () => {
     await listen()
+    // Every lease this worker holds, renewed a third of a lease before it expires, in one statement.
+    heartbeat = setInterval(() => {
+      if (held.size === 0) return
+      renewLeases(pool, [...held], id, leaseMs).catch((err: Error) => log.warn({ runs: held.size, err: { message: err.message } }, 'could not renew leases'))
+    }, Math.max(100, Math.floor(leaseMs / 3)))
     loop = run()
     log.info({ worker: id, concurrency, destinations: destinations.map(d => d.name) }, 'worker started')
   })
@@ -153,6 +160,7 @@ export default fp(async function worker (fastify) {
     await loop
     const deadline = new Promise(resolve => setTimeout(resolve, config.shutdownTimeoutMs / 2).unref())
     await Promise.race([Promise.allSettled([...active]), deadline])
+    clearInterval(heartbeat)
     await releaseRuns(pool, id).catch((err: Error) => log.warn({ err: { message: err.message } }, 'could not hand back runs'))
     const client = listener
     listener = undefined

@@ -1,0 +1,69 @@
+import t from 'tap'
+import pg from 'pg'
+import { claimRuns, finishRuns, renewLeases } from '../src/queue.js'
+import { migrate } from '../src/db/migrate.js'
+import { freshDatabase } from './helper.js'
+
+// The queue's statements on their own (issue 14): claims by two index scans, outcomes recorded in
+// batches, one heartbeat for every lease, each fenced on the lease.
+
+async function queue (t: Parameters<typeof freshDatabase>[0]) {
+  const databaseUrl = await freshDatabase(t)
+  await migrate(databaseUrl)
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 })
+  t.teardown(async () => { await pool.end() })
+  const add = async (n: number) => await pool.query(`INSERT INTO ops.runs (provider, idempotency_key, payload, body_sha256)
+    SELECT 'stripe', 'evt_' || g, '{}'::jsonb, '\\x00' FROM generate_series(1, $1::int) g`, [n])
+  return { pool, add }
+}
+
+t.test('a batch of outcomes is fenced run by run: a run another worker took is left alone', async t => {
+  const { pool, add } = await queue(t)
+  await add(3)
+  const mine = await claimRuns(pool, 'worker-a', 3, 60_000, 8)
+  t.equal(mine.length, 3)
+  // worker-a's lease on the first run expires and worker-b takes it.
+  await pool.query("UPDATE ops.runs SET locked_until = now() - interval '1 second' WHERE run_id = $1", [mine[0].run_id])
+  const taken = await claimRuns(pool, 'worker-b', 10, 60_000, 8)
+  t.same(taken.map(r => [r.run_id, r.lease_expired]), [[mine[0].run_id, true]], 'b claims only the expired run')
+
+  const recorded = await finishRuns(pool, 'worker-a', mine.map((run, i) => ({
+    runId: run.run_id, status: i === 2 ? 'exception' : 'completed', data: { attempt: run.attempts }, ...(i === 2 ? { error: 'sor_conflict', exception: { reason: 'sor_conflict', details: { amount: 1 } } } : {})
+  })))
+  t.same(recorded, [false, true, true], 'the stolen run is not finished by a')
+  const { rows } = await pool.query('SELECT run_id, status, locked_by FROM ops.runs ORDER BY idempotency_key')
+  t.same(rows.map(r => [r.status, r.locked_by]), [['processing', 'worker-b'], ['completed', null], ['exception', null]])
+  const { rows: [exception] } = await pool.query('SELECT reason, details FROM ops.exceptions')
+  t.same(exception, { reason: 'sor_conflict', details: { amount: 1 } }, 'the exception raised in the same statement')
+  t.same(await finishRuns(pool, 'worker-b', [{ runId: mine[0].run_id, status: 'completed', data: {} }]), [true])
+  const { rows: events } = await pool.query("SELECT run_id, count(*)::int AS n FROM ops.run_events WHERE type IN ('completed', 'exception') GROUP BY run_id")
+  t.ok(events.every(e => e.n === 1) && events.length === 3, 'each run finished exactly once')
+})
+
+t.test('one heartbeat renews the leases a worker holds, and only those', async t => {
+  const { pool, add } = await queue(t)
+  await add(4)
+  const a = await claimRuns(pool, 'worker-a', 2, 1_000, 8)
+  const b = await claimRuns(pool, 'worker-b', 2, 1_000, 8)
+  await renewLeases(pool, [...a, ...b].map(r => r.run_id), 'worker-a', 600_000)
+  const { rows } = await pool.query("SELECT locked_by, locked_until > now() + interval '1 minute' AS renewed FROM ops.runs ORDER BY locked_by")
+  t.same(rows.map(r => [r.locked_by, r.renewed]), [['worker-a', true], ['worker-a', true], ['worker-b', false], ['worker-b', false]])
+})
+
+t.test('claims: due runs in order, limited, expired leases first, never past WORKER_MAX_ATTEMPTS', async t => {
+  const { pool, add } = await queue(t)
+  await add(50)
+  await pool.query("UPDATE ops.runs SET next_attempt_at = now() + interval '1 hour' WHERE idempotency_key IN ('evt_1', 'evt_2')")
+  const first = await claimRuns(pool, 'w', 10, 60_000, 8)
+  t.equal(first.length, 10, 'no more than the limit')
+  t.notOk(first.some(r => ['evt_1', 'evt_2'].includes((r.payload as { id?: string }).id ?? '')), 'not before next_attempt_at')
+  await pool.query("UPDATE ops.runs SET locked_until = now() - interval '1 second' WHERE run_id = $1", [first[3].run_id])
+  await pool.query("UPDATE ops.runs SET locked_until = now() - interval '1 second', attempts = 8 WHERE run_id = $1", [first[4].run_id])
+  const [expired, ...none] = await claimRuns(pool, 'w2', 1, 60_000, 8)
+  t.same([expired.run_id, expired.lease_expired, none.length], [first[3].run_id, true, 0], 'with one free slot, the expired lease comes first')
+  const next = await claimRuns(pool, 'w2', 4, 60_000, 8)
+  t.equal(next.length, 4)
+  t.notOk([expired, ...next].some(r => r.run_id === first[4].run_id), 'a run out of attempts is not taken again')
+  const { rows: [{ open }] } = await pool.query("SELECT count(*)::int AS open FROM ops.runs WHERE status = 'received'")
+  t.equal(open, 50 - 10 - 4, 'the rest wait')
+})
