@@ -149,7 +149,9 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     provider: definition.name,
     idempotencyKey: key,
     eventType: type,
-    ignored: ignored === true,
+    // Nothing to process (no handler, no destination, in this process's configuration): completed by
+    // the statement that stores it, instead of a claim and a finish later.
+    status: ignored === true ? 'ignored' : this.nothingToDo(definition.name, type) ? 'completed' : 'received',
     raw,
     payload,
     replayKey: replayKey(definition.replayGuard, raw, type)

@@ -18,8 +18,11 @@ export interface Delivery {
   provider: string
   idempotencyKey: string
   eventType: string | null
-  /** Stored, with nothing to process (status `ignored`). */
-  ignored: boolean
+  /**
+   * What the run starts as: `received` (to process), `ignored` (recorded, nothing to process: a
+   * SePay outgoing transfer) or `completed` (no handler and no destination would do anything).
+   */
+  status: 'received' | 'ignored' | 'completed'
   /** The exact bytes the sender signed. */
   raw: Buffer
   /** The body as JSON text, stored as `ops.runs.payload`. */
@@ -74,8 +77,9 @@ WITH input AS (
     decode(item->>8, 'hex') AS replay_sha256
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
 ), inserted AS (
-  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256)
-  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256
+  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256, completed_at)
+  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256,
+    CASE WHEN status = 'completed' THEN now() END
   FROM input ORDER BY provider, idempotency_key, ord
   ON CONFLICT DO NOTHING
   RETURNING run_id, provider, idempotency_key, body_sha256, status, replay_sha256
@@ -108,8 +112,12 @@ WITH input AS (
   WHERE coalesce(k.run_id, b.run_id) IS NOT NULL
 ), appended AS (
   INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, CASE WHEN is_new THEN 'received' WHEN replayed THEN 'replayed_body' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END, delivery
-  FROM run ORDER BY ord
+  SELECT run_id, type, data FROM (
+    SELECT ord, 1 AS seq, run_id, CASE WHEN is_new THEN 'received' WHEN replayed THEN 'replayed_body' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END AS type, delivery AS data
+    FROM run
+    UNION ALL
+    SELECT ord, 2, run_id, 'completed', '{"attempt": 0, "nothing_to_do": true}'::jsonb FROM run WHERE is_new AND status = 'completed'
+  ) AS events ORDER BY ord, seq
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
   SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery)
@@ -162,7 +170,7 @@ export default fp(async function ingest (fastify) {
   }
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
-    const { provider, idempotencyKey, eventType, ignored, raw, payload, replayKey } = delivery
+    const { provider, idempotencyKey, eventType, status, raw, payload, replayKey } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     if (batcher.pending >= maxPending) {
@@ -174,7 +182,7 @@ export default fp(async function ingest (fastify) {
     const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
       `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
       `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replayKey === null ? {} : { idempotency_key: idempotencyKey }) })},` +
-      `"${ignored ? 'ignored' : 'received'}",${replayKey === null ? 'null' : `"${replayKey}"`}]`
+      `"${status}",${replayKey === null ? 'null' : `"${replayKey}"`}]`
     for (let attempt = 0; attempt < 3; attempt++) {
       const run = await batcher.push(row)
       if (run !== undefined) {

@@ -18,13 +18,32 @@ import { createBatcher } from '../batcher.js'
  * Processing a run: the provider's handler for its event type (or `*`), then every destination
  * whose pattern matches; no handler and no destination: completed as stored.
  */
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Whether a run of this provider and type would be processed for nothing (no handler, no matching
+     * destination), so that ingest stores it as completed. Only a replica that processes (ROLE=all)
+     * knows its destinations: on ROLE=ingest it is always false, and the workers decide.
+     */
+    nothingToDo: (provider: string, eventType: string | null) => boolean
+  }
+}
+
 export default fp(async function worker (fastify) {
   const { config, log } = fastify
-  if (config.role === 'ingest') return
+  if (config.role === 'ingest') {
+    fastify.decorate('nothingToDo', () => false)
+    return
+  }
   const { pool } = fastify.pg
   const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const destinations = await loadDestinations(config.destinations, config.env)
   const { concurrency, leaseMs, pollMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
+  fastify.decorate('nothingToDo', (provider: string, eventType: string | null) => {
+    const handlers = fastify.providers.definitions.get(provider)?.handlers
+    return handlers?.[eventType ?? ''] === undefined && handlers?.['*'] === undefined &&
+      !destinations.some(destination => destination.matches(provider, eventType))
+  })
 
   const active = new Set<Promise<void>>()
   /** The runs this worker holds, renewed together by one heartbeat. */
