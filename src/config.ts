@@ -47,7 +47,7 @@ export interface Config {
   providersDir: string | undefined
   /** `all` (default): receive and process; `ingest`: receive only; `worker`: process only (`hookgate worker`). */
   role: 'all' | 'ingest' | 'worker'
-  worker: { concurrency: number, leaseMs: number, pollMs: number, maxAttempts: number, retryBaseMs: number, retryMaxMs: number }
+  worker: { concurrency: number, leaseMs: number, pollMs: number, lingerMs: number, maxAttempts: number, retryBaseMs: number, retryMaxMs: number }
   /** Forwarding destinations: a JSON file, or the JSON array itself. */
   destinations: string | undefined
   /** Bearer token of the admin API; unset: no admin routes. */
@@ -88,9 +88,10 @@ const schema = {
     DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
     PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
     ROLE: { type: 'string', enum: ['all', 'ingest', 'worker'], default: 'all' },
-    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 32 },
+    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 128 },
     WORKER_LEASE_MS: { type: 'integer', minimum: 100, default: 30000 },
     WORKER_POLL_MS: { type: 'integer', minimum: 10, default: 1000 },
+    WORKER_LINGER_MS: { type: 'integer', minimum: 0, maximum: 1000, default: 20 },
     WORKER_MAX_ATTEMPTS: { type: 'integer', minimum: 1, default: 8 },
     WORKER_RETRY_BASE_MS: { type: 'integer', minimum: 1, default: 5000 },
     WORKER_RETRY_MAX_MS: { type: 'integer', minimum: 1, default: 3600000 },
@@ -133,6 +134,7 @@ interface RawEnv {
   WORKER_CONCURRENCY: number
   WORKER_LEASE_MS: number
   WORKER_POLL_MS: number
+  WORKER_LINGER_MS: number
   WORKER_MAX_ATTEMPTS: number
   WORKER_RETRY_BASE_MS: number
   WORKER_RETRY_MAX_MS: number
@@ -210,6 +212,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
       concurrency: raw.WORKER_CONCURRENCY,
       leaseMs: raw.WORKER_LEASE_MS,
       pollMs: raw.WORKER_POLL_MS,
+      lingerMs: raw.WORKER_LINGER_MS,
       maxAttempts: raw.WORKER_MAX_ATTEMPTS,
       retryBaseMs: raw.WORKER_RETRY_BASE_MS,
       retryMaxMs: raw.WORKER_RETRY_MAX_MS

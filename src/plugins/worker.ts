@@ -38,7 +38,7 @@ export default fp(async function worker (fastify) {
   const { pool } = fastify.pg
   const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const destinations = await loadDestinations(config.destinations, config.env)
-  const { concurrency, leaseMs, pollMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
+  const { concurrency, leaseMs, pollMs, lingerMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
   fastify.decorate('nothingToDo', (provider: string, eventType: string | null) => {
     const handlers = fastify.providers.definitions.get(provider)?.handlers
     return handlers?.[eventType ?? ''] === undefined && handlers?.['*'] === undefined &&
@@ -49,13 +49,14 @@ export default fp(async function worker (fastify) {
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
-  const finishes = createBatcher<Finished, boolean>({ maxSize: 500, concurrency: 1, run: async items => await finishRuns(pool, id, items) })
+  const finishes = createBatcher<Finished, boolean>({ maxSize: 500, concurrency: 1, lingerMs, run: async items => await finishRuns(pool, id, items) })
   let heartbeat: NodeJS.Timeout | undefined
   let stopping = false
   let wake: () => void = () => {}
   let listener: pg.Client | undefined
   let loop: Promise<void> | undefined
   let lastSweep = 0
+  let backlog = false
 
   async function run (): Promise<void> {
     while (!stopping) {
@@ -67,8 +68,12 @@ export default fp(async function worker (fastify) {
             lastSweep = Date.now()
             await failExhaustedLeases(pool, maxAttempts)
           }
-          for (const claimed of await claimRuns(pool, id, free, leaseMs, maxAttempts)) {
-            const job = processRun(claimed).finally(() => { active.delete(job); wake() })
+          const claimed = await claimRuns(pool, id, free, leaseMs, maxAttempts)
+          // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
+          // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
+          backlog = claimed.length === free
+          for (const run of claimed) {
+            const job = processRun(run).finally(() => { active.delete(job); if (backlog) wake() })
             active.add(job)
           }
         } catch (err) {
@@ -149,7 +154,8 @@ export default fp(async function worker (fastify) {
     client.on('end', () => {
       if (listener === client && !stopping) setTimeout(() => { listen().catch(() => {}) }, pollMs)
     })
-    client.on('notification', () => wake())
+    // WORKER_LINGER_MS: a new run waits that long for company, so that a moderate rate claims several at once.
+    client.on('notification', () => { if (lingerMs === 0) wake(); else setTimeout(() => wake(), lingerMs) })
     try {
       await client.connect()
       await client.query(`LISTEN ${RUNS_CHANNEL}`)
