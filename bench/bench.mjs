@@ -410,7 +410,7 @@ ${pipelines.map(p => `| ${p.name} | ${p.completed}/${p.runs} | ${Math.round(p.co
 
 ![queue depth over time](benchmarks-queue.svg)
 
-`}Reproduce: \`npm ci && npm run bench\` (BENCH_SECONDS=${DURATION} by default; \`BENCH_LEVERS=1\` adds the lever rows;
+`}Reproduce: \`npm ci && npm run bench\` (this run: BENCH_SECONDS=${DURATION}; default 10; \`BENCH_LEVERS=1\` adds the lever rows;
 \`BENCH_ONLY=<regex>\` runs some scenarios only).
 
 ## Reading the figures

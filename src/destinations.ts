@@ -93,9 +93,9 @@ function destination (entry: DestinationConfig, secret: string): Destination {
       try {
         // A redirect is never followed (it could lead anywhere, with the signed body): it is refused below.
         response = await fetch(entry.url, { method: 'POST', headers, body, signal, redirect: 'manual' })
-        // At most a few KB of the answer are read, whatever it claims or inflates to; the rest is dropped.
-        excerpt = response.ok ? '' : await readExcerpt(response, MAX_EXCERPT_BYTES)
-        if (response.ok) await response.body?.cancel().catch(() => {})
+        // At most a few KB of the answer are read, whatever it claims or inflates to; the rest is dropped
+        // (a short answer is read to its end, so that its connection is kept for the next run).
+        excerpt = await readExcerpt(response, MAX_EXCERPT_BYTES)
       } catch (err) {
         const reason = (err as Error).name === 'TimeoutError' ? `timed out after ${entry.timeoutMs} ms` : (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message
         return retryLater(`destination ${entry.name}: ${reason}`)
@@ -112,21 +112,22 @@ function destination (entry: DestinationConfig, secret: string): Destination {
 /** What is kept of a destination's error answer (for the exception or last_error). */
 const MAX_EXCERPT_BYTES = 4096
 
-/** The first `max` bytes of an answer's body as text; the stream is cancelled after them. */
+/** The first `max` bytes of an answer's body as text; a longer body is cancelled after them. */
 export async function readExcerpt (response: Response, max: number): Promise<string> {
   if (response.body === null) return ''
   const reader = response.body.getReader()
   const chunks: Uint8Array[] = []
   let length = 0
+  let ended = false
   try {
     while (length < max) {
       const { done, value } = await reader.read()
-      if (done) break
+      if (done) { ended = true; break }
       chunks.push(value)
       length += value.length
     }
   } finally {
-    await reader.cancel().catch(() => {})
+    if (!ended) await reader.cancel().catch(() => {})
   }
   // Control characters dropped: PostgreSQL stores no \u0000 in jsonb, and a log reader wants none.
   // eslint-disable-next-line no-control-regex
