@@ -9,15 +9,6 @@ import {
 } from '../queue.js'
 import { createBatcher } from '../batcher.js'
 
-/**
- * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
- * 2xx. Runs inside the gateway (ROLE=all) or alone (ROLE=worker, `hookgate worker`); any number of
- * them share one database. Woken by NOTIFY on every new run, by a finished job, and by a poll timer
- * for retries that come due and leases that expire.
- *
- * Processing a run: the provider's handler for its event type (or `*`), then every destination
- * whose pattern matches; no handler and no destination: completed as stored.
- */
 declare module 'fastify' {
   interface FastifyInstance {
     /**
@@ -29,6 +20,15 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
+ * 2xx. Runs inside the gateway (ROLE=all) or alone (ROLE=worker, `hookgate worker`); any number of
+ * them share one database. Woken by NOTIFY on every new run, by a finished job, and by a poll timer
+ * for retries that come due and leases that expire.
+ *
+ * Processing a run: the provider's handler for its event type (or `*`), then every destination
+ * whose pattern matches; no handler and no destination: completed as stored.
+ */
 export default fp(async function worker (fastify) {
   const { config, log } = fastify
   if (config.role === 'ingest') {
@@ -52,7 +52,10 @@ export default fp(async function worker (fastify) {
   const finishes = createBatcher<Finished, boolean>({ maxSize: 500, concurrency: 1, lingerMs, run: async items => await finishRuns(pool, id, items) })
   let heartbeat: NodeJS.Timeout | undefined
   let stopping = false
-  let wake: () => void = () => {}
+  // A wake that comes while the loop is claiming (a job ended, a NOTIFY) is kept for the next wait.
+  let wakeRequested = false
+  let wakeWaiting: (() => void) | undefined
+  const wake = (): void => { wakeRequested = true; wakeWaiting?.() }
   let listener: pg.Client | undefined
   let loop: Promise<void> | undefined
   let lastSweep = 0
@@ -60,6 +63,7 @@ export default fp(async function worker (fastify) {
 
   async function run (): Promise<void> {
     while (!stopping) {
+      wakeRequested = false
       const free = concurrency - active.size
       if (free > 0) {
         try {
@@ -81,9 +85,11 @@ export default fp(async function worker (fastify) {
         }
       }
       await new Promise<void>(resolve => {
+        if (wakeRequested || stopping) { resolve(); return }
         const timer = setTimeout(resolve, pollMs)
-        wake = () => { clearTimeout(timer); resolve() }
+        wakeWaiting = () => { clearTimeout(timer); resolve() }
       })
+      wakeWaiting = undefined
     }
   }
 
