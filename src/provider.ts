@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
-import { headerValue, sha256, type VerifyResult } from './signatures.js'
+import { headerValue, type VerifyResult } from './signatures.js'
 import type { Handler } from './outcomes.js'
 
 /**
@@ -154,7 +154,7 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     status: ignored === true ? 'ignored' : this.nothingToDo(definition.name, type) ? 'completed' : 'received',
     raw,
     payload,
-    replayKey: replayKey(definition.replayGuard, raw, type)
+    replayGuard: definition.replayGuard
   })
   // A payload conflict is committed (and raised for review): the sender must not retry it either.
   const result = { status: run.status, run_id: run.runId }
@@ -226,12 +226,6 @@ export function bodyForm (raw: Buffer): 'json' | 'form' {
     return byte === 0x7b || byte === 0x5b ? 'json' : 'form'
   }
   return 'form'
-}
-
-/** The replay guard's key (see ProviderDefinition.replayGuard): a hash of the signed bytes, and of the type. */
-export function replayKey (guard: ProviderDefinition['replayGuard'], raw: Buffer, eventType: string | null): string | null {
-  if (guard === undefined) return null
-  return guard === 'body' ? sha256(raw).toString('hex') : sha256(Buffer.concat([sha256(raw), Buffer.from(`\n${eventType ?? ''}`)])).toString('hex')
 }
 
 export function isForm (contentType: string): boolean {

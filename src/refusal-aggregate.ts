@@ -11,7 +11,7 @@ export interface AggregateRow { minute: string, client: string, provider: string
 const MAX_KEYS = 10_000
 
 export function refusalAggregate (write: (rows: AggregateRow[]) => Promise<void>, onError: (err: Error) => void, flushMs = 10_000) {
-  let rows = new Map<string, AggregateRow>()
+  const rows = new Map<string, AggregateRow>()
   const flush = async (all: boolean): Promise<void> => {
     const current = minuteOf(Date.now())
     const due: AggregateRow[] = []
@@ -38,13 +38,9 @@ export function refusalAggregate (write: (rows: AggregateRow[]) => Promise<void>
       if (row !== undefined) row.count++
       else rows.set(key, { minute, client, provider, reason, count: 1 })
     },
-    /** Rows not written yet (tests). */
-    get pending (): number { return rows.size },
-    flush,
     async stop (): Promise<void> {
       clearInterval(timer)
       await flush(true)
-      rows = new Map()
     }
   }
 }

@@ -27,8 +27,8 @@ export interface Delivery {
   raw: Buffer
   /** The body as JSON text, stored as `ops.runs.payload`. */
   payload: string
-  /** Hex hash that makes the same signed bytes under another key a duplicate (ProviderDefinition.replayGuard), or null. */
-  replayKey: string | null
+  /** Whether the same signed bytes under another key are a duplicate (ProviderDefinition.replayGuard). */
+  replayGuard: 'body' | 'body+type' | undefined
 }
 
 export interface IngestResult { runId: string, status: 'accepted' | 'duplicate' | 'conflict' }
@@ -170,7 +170,7 @@ export default fp(async function ingest (fastify) {
   }
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
-    const { provider, idempotencyKey, eventType, status, raw, payload, replayKey } = delivery
+    const { provider, idempotencyKey, eventType, status, raw, payload, replayGuard } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     if (batcher.pending >= maxPending) {
@@ -179,10 +179,13 @@ export default fp(async function ingest (fastify) {
       throw new OverloadedError('ingest_queue_full')
     }
     const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
+    // The body is hashed once: for the payload-conflict check and, where guarded, the replay key.
+    const bodyHash = sha256(raw)
+    const replay = replayKey(replayGuard, bodyHash, eventType)
     const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
-      `"${sha256(raw).toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
-      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replayKey === null ? {} : { idempotency_key: idempotencyKey }) })},` +
-      `"${status}",${replayKey === null ? 'null' : `"${replayKey}"`}]`
+      `"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
+      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
+      `"${status}",${replay === null ? 'null' : `"${replay}"`}]`
     for (let attempt = 0; attempt < 3; attempt++) {
       const run = await batcher.push(row)
       if (run !== undefined) {
@@ -251,6 +254,15 @@ export default fp(async function ingest (fastify) {
     }
   }
 }, { name: 'ingest', dependencies: ['database', 'metrics', 'protection'] })
+
+/**
+ * The replay guard's key (ProviderDefinition.replayGuard), from the hash of the signed bytes: that hash
+ * itself, or with the event type. Null for a provider whose key is signed.
+ */
+export function replayKey (guard: Delivery['replayGuard'], bodyHash: Buffer, eventType: string | null): string | null {
+  if (guard === undefined) return null
+  return guard === 'body' ? bodyHash.toString('hex') : sha256(Buffer.concat([bodyHash, Buffer.from(`\n${eventType ?? ''}`)])).toString('hex')
+}
 
 /** Request headers worth keeping with the run: everything but credentials and signatures. */
 function storableHeaders (headers: IncomingHttpHeaders, signatureHeaders: readonly string[]): Record<string, unknown> {
