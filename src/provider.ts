@@ -154,7 +154,8 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     status: ignored === true ? 'ignored' : this.nothingToDo(definition.name, type) ? 'completed' : 'received',
     raw,
     payload,
-    replayGuard: definition.replayGuard
+    replayGuard: definition.replayGuard,
+    event
   })
   // A payload conflict is committed (and raised for review): the sender must not retry it either.
   const result = { status: run.status, run_id: run.runId }

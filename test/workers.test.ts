@@ -12,8 +12,8 @@ import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
  */
 const serverJs = join(import.meta.dirname, '..', 'dist', 'server.js')
 
-function startWorker (t: { teardown: (fn: () => void) => void }, env: Record<string, string>): { child: ChildProcess, exit: Promise<number | null>, output: () => string } {
-  const child = spawn(process.execPath, [serverJs, 'worker'], {
+function startWorker (t: { teardown: (fn: () => void) => void }, env: Record<string, string>, args = ['worker']): { child: ChildProcess, exit: Promise<number | null>, output: () => string } {
+  const child = spawn(process.execPath, [serverJs, ...args], {
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', JOBS_KEY, WEBHOOK_PROVIDERS: 'jobs', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -59,6 +59,48 @@ t.test('kill -9 of a worker mid-run: the lease expires, another worker takes the
 
   second.child.kill('SIGTERM')
   t.equal(await second.exit, 0, 'SIGTERM: the worker exits 0')
+})
+
+t.test('a run claimed at ingest: processed by the gateway that stored it; after its kill -9, taken again after the lease', async t => {
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const effects = join(await tempDir(t), 'effects.log')
+  const env = { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, EFFECTS_FILE: effects, WORKER_LEASE_MS: '1500', WORKER_POLL_MS: '100', DATA_DIR: await tempDir(t) }
+  const { app } = await build(t, { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, JOBS_KEY, ROLE: 'ingest' })
+  const gateway = startWorker(t, { ...env, ROLE: 'all' }, [])
+  const origin = await waitFor(async () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(gateway.output())?.[1], 'the gateway to listen')
+  const send = async (event: Record<string, unknown>) => await (await fetch(`${origin}/webhooks/jobs`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-test-key': JOBS_KEY }, body: JSON.stringify(event)
+  })).json() as { status: string, run_id: string }
+
+  // A quick run: claimed by the statement that stored it (one 'processing' event, attempt 1, this gateway's worker).
+  const quick = await send({ id: `ok-${randomUUID()}`, type: 'ok' })
+  t.equal(quick.status, 'accepted')
+  await waitFor(async () => (await app.pg.query("SELECT 1 FROM ops.runs WHERE run_id = $1 AND status = 'completed'", [quick.run_id])).rowCount === 1, 'the quick run to complete')
+  const { rows: quickHistory } = await app.pg.query('SELECT type, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [quick.run_id])
+  t.same(quickHistory.map(e => e.type), ['received', 'processing', 'completed'])
+  t.equal(quickHistory[1].data.attempt, 1)
+  t.equal(quickHistory[1].data.worker, quickHistory[2].data.worker, 'finished by the worker it was claimed for')
+
+  // A slow run: the gateway dies while its handler runs; the lease it was stored with expires.
+  const slow = await send({ id: `slow-${randomUUID()}`, type: 'slow', ms: 2500 })
+  const { rows: [stored] } = await app.pg.query('SELECT status, attempts, locked_by, locked_until > now() AS leased FROM ops.runs WHERE run_id = $1', [slow.run_id])
+  t.match(stored, { status: 'processing', attempts: 1, leased: true }, 'committed already claimed, with a lease')
+  t.equal(stored.locked_by, quickHistory[1].data.worker)
+  await waitFor(async () => (await lines(effects)).includes(`start ${slow.run_id}`), 'the gateway to start the slow run')
+  gateway.child.kill('SIGKILL')
+  t.equal(await gateway.exit, null, 'the gateway died by SIGKILL')
+
+  const worker = startWorker(t, env)
+  await waitFor(async () => (await app.pg.query("SELECT 1 FROM ops.runs WHERE run_id = $1 AND status = 'completed'", [slow.run_id])).rowCount === 1, 'another worker to complete the slow run', 20_000)
+  const effectLines = await lines(effects)
+  t.equal(effectLines.filter(line => line === `start ${slow.run_id}`).length, 2, 'started twice (the first attempt died)')
+  t.equal(effectLines.filter(line => line === `done ${slow.run_id}`).length, 1, 'completed exactly once')
+  const { rows: history } = await app.pg.query('SELECT type, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [slow.run_id])
+  t.same(history.map(e => e.type), ['received', 'processing', 'processing', 'completed'])
+  t.equal(history[2].data.lease_expired, true, 'the second claim took the expired lease')
+  worker.child.kill('SIGTERM')
+  t.equal(await worker.exit, 0)
 })
 
 t.test('two worker processes on one database process 1,000 runs, none twice', async t => {

@@ -29,6 +29,8 @@ export interface Delivery {
   payload: string
   /** Whether the same signed bytes under another key are a duplicate (ProviderDefinition.replayGuard). */
   replayGuard: 'body' | 'body+type' | undefined
+  /** The payload as parsed: what a run claimed at ingest hands to its handler. */
+  event: unknown
 }
 
 export interface IngestResult { runId: string, status: 'accepted' | 'duplicate' | 'conflict' }
@@ -67,19 +69,24 @@ declare module 'fastify' {
 // workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
 // others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
 // whose key is new but whose signed bytes a run already holds is a duplicate of that run
-// ('replayed_body'). Keys are inserted in order so that two batches never wait on each other
+// ('replayed_body'). A run that this process's worker reserved a slot for (plugins/worker.ts,
+// LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease ($2 ms) and its
+// `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race).
 const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
     decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
-    decode(item->>8, 'hex') AS replay_sha256
+    decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
 ), inserted AS (
-  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256, completed_at)
+  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256, completed_at,
+    attempts, started_at, locked_by, locked_until)
   SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256,
-    CASE WHEN status = 'completed' THEN now() END
+    CASE WHEN status = 'completed' THEN now() END,
+    CASE WHEN status = 'processing' THEN 1 ELSE 0 END, CASE WHEN status = 'processing' THEN now() END, locked_by,
+    CASE WHEN status = 'processing' THEN now() + make_interval(secs => $2::float8 / 1000) END
   FROM input ORDER BY provider, idempotency_key, ord
   ON CONFLICT DO NOTHING
   RETURNING run_id, provider, idempotency_key, body_sha256, status, replay_sha256
@@ -102,7 +109,7 @@ WITH input AS (
     WHERE provider = k.provider AND replay_sha256 = k.replay_sha256 LIMIT 1
   ) AS r
 ), run AS (
-  SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, d.delivery, d.payload, d.body_sha256,
+  SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, d.delivery, d.payload, d.body_sha256, d.locked_by,
     coalesce(k.created, false) AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
     k.run_id IS NULL AS replayed,
     d.body_sha256 <> coalesce(k.body_sha256, b.body_sha256) AS conflict
@@ -117,6 +124,8 @@ WITH input AS (
     FROM run
     UNION ALL
     SELECT ord, 2, run_id, 'completed', '{"attempt": 0, "nothing_to_do": true}'::jsonb FROM run WHERE is_new AND status = 'completed'
+    UNION ALL
+    SELECT ord, 2, run_id, 'processing', jsonb_build_object('attempt', 1, 'worker', locked_by, 'lease_expired', false) FROM run WHERE is_new AND status = 'processing'
   ) AS events ORDER BY ord, seq
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
@@ -136,7 +145,7 @@ SELECT NULL, 'rejected_aggregate', (row->>'minute')::timestamptz, row FROM jsonb
 
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
- * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null). The batch is these joined into one JSON
+ * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker or null). The batch is these joined into one JSON
  * array, parsed once by PostgreSQL; the payload goes in as the JSON text it was validated as.
  */
 type Row = string
@@ -154,11 +163,12 @@ export default fp(async function ingest (fastify) {
   })
 
   fastify.decorate('ingestPending', () => batcher.pending)
+  const leaseMs = fastify.config.worker.leaseMs
 
   /** Stores a batch; a payload PostgreSQL refuses fails only its own delivery (the batch is split). */
   async function storeBatch (rows: Row[]): Promise<Array<StoredRow | undefined | Error>> {
     try {
-      const { rows: stored } = await pool.query<StoredRow & { ord: string }>({ name: 'ingest-deliveries', text: INGEST, values: [`[${rows.join(',')}]`] })
+      const { rows: stored } = await pool.query<StoredRow & { ord: string }>({ name: 'ingest-deliveries', text: INGEST, values: [`[${rows.join(',')}]`, leaseMs] })
       // No hole for a delivery that got no row (the race above): `undefined`, in its place.
       const byOrd = new Array<StoredRow | undefined>(rows.length).fill(undefined)
       for (const row of stored) byOrd[Number(row.ord) - 1] = row
@@ -170,7 +180,7 @@ export default fp(async function ingest (fastify) {
   }
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
-    const { provider, idempotencyKey, eventType, status, raw, payload, replayGuard } = delivery
+    const { provider, idempotencyKey, eventType, status, raw, payload, replayGuard, event } = delivery
     const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
     request.delivery = summary
     if (batcher.pending >= maxPending) {
@@ -182,18 +192,29 @@ export default fp(async function ingest (fastify) {
     // The body is hashed once: for the payload-conflict check and, where guarded, the replay key.
     const bodyHash = sha256(raw)
     const replay = replayKey(replayGuard, bodyHash, eventType)
+    // A run to process here, with a free slot: stored claimed, handed over after the commit.
+    const claimedBy = status === 'received' && fastify.localWorker?.reserve() === true ? fastify.localWorker : null
     const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
       `"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
       `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
-      `"${status}",${replay === null ? 'null' : `"${replay}"`}]`
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const run = await batcher.push(row)
-      if (run !== undefined) {
-        const status = run.is_new ? 'accepted' : run.conflict ? 'conflict' : 'duplicate'
-        summary.runId = run.run_id
-        summary.outcome = status
-        return { runId: run.run_id, status }
+      `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}]`
+    let handedOver = false
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const run = await batcher.push(row)
+        if (run !== undefined) {
+          const status = run.is_new ? 'accepted' : run.conflict ? 'conflict' : 'duplicate'
+          summary.runId = run.run_id
+          summary.outcome = status
+          if (claimedBy !== null && run.is_new) {
+            claimedBy.take({ run_id: run.run_id, provider, event_type: eventType, payload: event, attempts: 1, lease_expired: false })
+            handedOver = true
+          }
+          return { runId: run.run_id, status }
+        }
       }
+    } finally {
+      if (claimedBy !== null && !handedOver) claimedBy.cancel()
     }
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')
   })

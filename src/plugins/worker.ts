@@ -17,7 +17,33 @@ declare module 'fastify' {
      * knows its destinations: on ROLE=ingest it is always false, and the workers decide.
      */
     nothingToDo: (provider: string, eventType: string | null) => boolean
+    /**
+     * This process's worker, for the runs that ingest claims for it in the statement that stores
+     * them (ROLE=all); null where this process does not process.
+     */
+    localWorker: LocalWorker | null
   }
+}
+
+/**
+ * Claiming at ingest: a new run that this process will process anyway is stored already claimed
+ * (status `processing`, this worker's lease and its `processing` event, in the ingest statement) and
+ * handed over in memory after the commit: no claim statement, no NOTIFY, no wait. A run handed over
+ * is held exactly like a claimed one (heartbeat, fenced finish, lease taken again if the process dies).
+ */
+export interface LocalWorker {
+  /** The lease owner written as `locked_by`. */
+  readonly id: string
+  readonly leaseMs: number
+  /**
+   * Reserves a slot for one run, if the worker has a free one and no backlog (a backlog is taken
+   * in order by the claim loop; runs stored meanwhile wait their turn as `received`).
+   */
+  reserve: () => boolean
+  /** The run stored claimed for this worker, after the commit: processed now, in its reserved slot. */
+  take: (run: ClaimedRun) => void
+  /** The reservation of a delivery that created no run (a duplicate, or not stored). */
+  cancel: () => void
 }
 
 /**
@@ -29,10 +55,14 @@ declare module 'fastify' {
  * Processing a run: the provider's handler for its event type (or `*`), then every destination
  * whose pattern matches; no handler and no destination: completed as stored.
  */
+/** At most this many outcomes recorded by one statement. */
+const FINISH_BATCH = 500
+
 export default fp(async function worker (fastify) {
   const { config, log } = fastify
   if (config.role === 'ingest') {
     fastify.decorate('nothingToDo', () => false)
+    fastify.decorate('localWorker', null)
     return
   }
   const { pool } = fastify.pg
@@ -45,11 +75,15 @@ export default fp(async function worker (fastify) {
       !destinations.some(destination => destination.matches(provider, eventType))
   })
 
+  /** Every job until its outcome is recorded (shutdown waits for them). */
   const active = new Set<Promise<void>>()
+  /** Slots: runs whose handler or forwarding is under way, and runs reserved by ingest. */
+  let busy = 0
+  let reserved = 0
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
-  const finishes = createBatcher<Finished, boolean>({ maxSize: 500, concurrency: 1, lingerMs, run: async items => await finishRuns(pool, id, items) })
+  const finishes = createBatcher<Finished, boolean>({ maxSize: FINISH_BATCH, concurrency: 1, lingerMs, run: async items => await finishRuns(pool, id, items) })
   let heartbeat: NodeJS.Timeout | undefined
   let stopping = false
   // A wake that comes while the loop is claiming (a job ended, a NOTIFY) is kept for the next wait.
@@ -64,7 +98,7 @@ export default fp(async function worker (fastify) {
   async function run (): Promise<void> {
     while (!stopping) {
       wakeRequested = false
-      const free = concurrency - active.size
+      const free = freeSlots()
       if (free > 0) {
         try {
           // Leases expire after WORKER_LEASE_MS: sweeping once per poll interval is enough, not on every wake.
@@ -76,10 +110,8 @@ export default fp(async function worker (fastify) {
           // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
           // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
           backlog = claimed.length === free
-          for (const run of claimed) {
-            const job = processRun(run).finally(() => { active.delete(job); if (backlog) wake() })
-            active.add(job)
-          }
+          busy += claimed.length
+          for (const run of claimed) start(run)
         } catch (err) {
           log.warn({ err: { message: (err as Error).message } }, 'worker could not claim runs; trying again')
         }
@@ -93,6 +125,38 @@ export default fp(async function worker (fastify) {
     }
   }
 
+  /**
+   * Free slots: WORKER_CONCURRENCY runs processed at once. A run's slot is free again when its
+   * handler returns, before its outcome is recorded; more outcomes waiting for their statement than
+   * one statement takes hold claims back (the database is behind).
+   */
+  function freeSlots (): number {
+    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - reserved
+  }
+
+  /** A claimed run (its slot already counted in `busy`) is processed, then its outcome recorded. */
+  function start (run: ClaimedRun): void {
+    const job = processRun(run).finally(() => { active.delete(job); if (backlog) wake() })
+    active.add(job)
+  }
+
+  fastify.decorate('localWorker', {
+    id,
+    leaseMs,
+    reserve () {
+      if (stopping || backlog || freeSlots() <= 0) return false
+      reserved++
+      return true
+    },
+    take (run: ClaimedRun) {
+      reserved--
+      busy++
+      // After the answer is on its way: a handler's synchronous work does not delay the 2xx.
+      setImmediate(() => { start(run) })
+    },
+    cancel () { reserved-- }
+  } satisfies LocalWorker)
+
   async function processRun (claimed: ClaimedRun): Promise<void> {
     const started = performance.now()
     held.add(claimed.run_id)
@@ -101,6 +165,9 @@ export default fp(async function worker (fastify) {
       outcome = await dispatch(claimed)
     } catch (err) {
       outcome = { outcome: 'retry', reason: (err as Error).message ?? String(err) }
+    } finally {
+      busy--
+      if (backlog) wake()
     }
     const ms = Math.round(performance.now() - started)
     const finish = toFinish(claimed, outcome, ms)
