@@ -22,7 +22,11 @@ export interface ClaimedRun {
 // open run: with one OR'd condition PostgreSQL read and sorted the whole backlog on every claim
 // (7.7 ms with 2,000 open runs, 0.3 ms this way), so a backlog slowed the very claims that drain it.
 // Runs of a dead worker (lease expired) go first: there are few, and they have waited longest.
-const CLAIM = `
+// The claimed rows are then found by their keys (= ANY of the candidates' ids): with the join alone,
+// the cached generic plan guessed a tenth of the table for LIMIT $1 and hashed a sequential scan of
+// ops.runs on every claim once the table was analysed with a backlog in it (19 ms for 128 runs out of
+// 40,000, 7 ms this way; growing with the table).
+export const CLAIM = `
 WITH expired AS (
   SELECT run_id, status FROM ops.runs
   WHERE status = 'processing' AND locked_until < now() AND attempts < $4
@@ -42,7 +46,7 @@ WITH expired AS (
   SET status = 'processing', attempts = r.attempts + 1, locked_by = $2,
       locked_until = now() + make_interval(secs => $3::float8 / 1000), started_at = coalesce(r.started_at, now())
   FROM candidates c
-  WHERE r.run_id = c.run_id
+  WHERE r.run_id = c.run_id AND r.run_id = ANY (ARRAY(SELECT run_id FROM candidates))
   RETURNING r.run_id, r.provider, r.event_type, r.payload, r.attempts, c.status = 'processing' AS lease_expired
 ), logged AS (
   INSERT INTO ops.run_events (run_id, type, data)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import pg from 'pg'
-import { claimRuns, finishRuns, renewLeases } from '../src/queue.js'
+import { CLAIM, claimRuns, finishRuns, renewLeases } from '../src/queue.js'
 import { migrate } from '../src/db/migrate.js'
 import { freshDatabase } from './helper.js'
 
@@ -66,4 +66,26 @@ t.test('claims: due runs in order, limited, expired leases first, never past WOR
   t.notOk([expired, ...next].some(r => r.run_id === first[4].run_id), 'a run out of attempts is not taken again')
   const { rows: [{ open }] } = await pool.query("SELECT count(*)::int AS open FROM ops.runs WHERE status = 'received'")
   t.equal(open, 50 - 10 - 4, 'the rest wait')
+})
+
+t.test('a claim reads the runs it takes, never the whole table, with the plan PostgreSQL caches for it', async t => {
+  const { pool, add } = await queue(t)
+  // A backlog analysed as such (autovacuum does it after an outage): most of the table is due.
+  await add(20_000)
+  await pool.query('ANALYZE ops.runs')
+  const client = await pool.connect()
+  t.teardown(() => { client.release() })
+  // The plan a long-lived connection ends up with: generic, for any limit.
+  await client.query('SET plan_cache_mode = force_generic_plan')
+  await client.query(`PREPARE claim (int, text, float8, int) AS ${CLAIM}`)
+  await client.query('BEGIN')
+  const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim (128, 'w', 60000, 8)")
+  await client.query('ROLLBACK')
+  const scans: string[] = []
+  const walk = (node: { 'Node Type': string, 'Relation Name'?: string, 'Actual Rows': number, Plans?: unknown[] }): void => {
+    if (node['Relation Name'] === 'runs') scans.push(`${node['Node Type']} (${node['Actual Rows']} rows)`)
+    for (const child of node.Plans ?? []) walk(child as typeof node)
+  }
+  walk(plan.Plan)
+  t.notOk(scans.some(scan => scan.startsWith('Seq Scan')), `no sequential scan of ops.runs: ${scans.join(', ')}`)
 })
