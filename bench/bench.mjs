@@ -18,6 +18,8 @@ const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
 /** Runs not at an end state yet: waiting, due for a retry, or being processed. */
 const OPEN = "status IN ('received', 'retrying', 'processing')"
+/** Runs in the backlog of the drain scenarios. */
+const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 40_000)
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
 // BENCH_LEVERS=1: a scenario again with one lever changed at a time.
 const LEVERS = [
@@ -191,9 +193,14 @@ function row (name, { result, cpu }, ceiling, rss, extra = '') {
 
 const work = await mkdtemp(join(tmpdir(), 'hookgate-bench-'))
 const quiet = { info () {}, debug () {}, warn () {} }
-const database = await startEmbeddedPostgres(join(work, 'pg'), quiet, [], work)
+// BENCH_PG_STATEMENTS=1: where PostgreSQL's time goes, per statement (pg_stat_statements, planning
+// included), printed after each gateway scenario for its measured load and drain.
+const STATEMENTS = process.env.BENCH_PG_STATEMENTS !== undefined
+const database = await startEmbeddedPostgres(join(work, 'pg'), quiet,
+  STATEMENTS ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track_planning=on'] : [], work)
 const rows = []
 const pipelines = []
+const drains = []
 const children = []
 try {
   // 1. The ceiling.
@@ -251,8 +258,13 @@ try {
     // The pipeline's clock starts with the measured load: what the warm-up stored is drained first.
     if (options.pipeline === true) await drained(databaseUrl, 60_000)
     const sampler = options.pipeline === true ? queueSampler(databaseUrl) : undefined
-    const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, async () => { await sampler?.start(); await onStart() }))
+    if (STATEMENTS) await query(databaseUrl, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, async () => {
+      if (STATEMENTS) await query(databaseUrl, 'SELECT pg_stat_statements_reset()')
+      await sampler?.start(); await onStart()
+    }))
     const pipeline = sampler === undefined ? undefined : await sampler.finish(120_000)
+    if (STATEMENTS) await printStatements(databaseUrl, name, run.result.requests.total)
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
     await new Promise(resolve => gateway.once('exit', resolve))
@@ -271,6 +283,15 @@ try {
     }
     if (found !== accepted) process.exitCode = 1
   }
+
+  // 5. The claim path alone: a backlog (runs stored by an ingest-only replica, or left by an outage)
+  // drained by one worker process, then by two on the same database.
+  if (ONLY === undefined || ONLY.test('drain')) {
+    const single = await drain(database, 1, HANDLER_ENV)
+    const double = await drain(database, 2, HANDLER_ENV)
+    drains.push(single, double)
+    console.table(drains.map(d => ({ workers: d.workers, runs: d.runs, 'runs/s': d.rate, 'CPU µs/run workers': d.cpu.workers, PostgreSQL: d.cpu.pg })))
+  }
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
   await database.stop()
@@ -280,6 +301,68 @@ try {
 console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, 'PostgreSQL': r.cpu.pg, 'load generator': r.cpu.client })))
 await writeReport(rows)
 
+
+/**
+ * `workers` worker processes (ROLE=worker, the handler that does nothing) started on a database of
+ * their own, then DRAIN_RUNS runs inserted in one statement: runs/s = runs ÷ (the insert → the last
+ * completion), from PostgreSQL's clock.
+ */
+async function drain (database, workers, env) {
+  const dbName = `bench_drain_${workers}`
+  await query(database.connectionString, `CREATE DATABASE ${dbName}`)
+  const databaseUrl = database.connectionString.replace(/\/postgres$/, `/${dbName}`)
+  const procs = []
+  for (let i = 0; i < workers; i++) {
+    const port = await freePort()
+    const proc = spawn(process.execPath, [join(root, 'dist', 'server.js'), 'worker'], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: work, ...env, ROLE: 'worker' },
+      stdio: ['ignore', 'ignore', process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
+    })
+    children.push(proc)
+    procs.push(proc)
+    await waitFor(`http://127.0.0.1:${port}/readyz`)
+  }
+  const payload = JSON.stringify({ id: 'evt_drain', ...template })
+  if (STATEMENTS) await query(databaseUrl, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+  // Stored due a few seconds later, vacuumed, then the workers are woken when they come due: the
+  // clock starts when the whole backlog is there.
+  const { rows: [{ due: startedAt }] } = await query(databaseUrl, "SELECT now() + interval '4 seconds' AS due")
+  await query(databaseUrl, `INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, next_attempt_at)
+    SELECT 'bench', 'evt_drain_' || i, 'payment_intent.succeeded', jsonb_set($1::jsonb, '{id}', to_jsonb('evt_drain_' || i)), sha256(i::text::bytea), $3
+    FROM generate_series(1, $2::int) AS i`, [payload, DRAIN_RUNS, startedAt])
+  await query(databaseUrl, 'VACUUM ANALYZE ops.runs')
+  if (STATEMENTS) await query(databaseUrl, 'SELECT pg_stat_statements_reset()')
+  const { rows: [{ wait }] } = await query(databaseUrl, 'SELECT extract(epoch FROM $1::timestamptz - now())::float8 AS wait', [startedAt])
+  if (wait < 0.5) throw new Error('the backlog took too long to store: lower BENCH_DRAIN_RUNS')
+  await new Promise(resolve => setTimeout(resolve, wait * 1000 - 250))
+  const before = { workers: await Promise.all(procs.map(async proc => await cpuSeconds(proc.pid))), pg: await cpuSeconds('postgres') }
+  await new Promise(resolve => setTimeout(resolve, 250))
+  await query(databaseUrl, "SELECT pg_notify('hookgate_runs', '')")
+  const done = await drained(databaseUrl, 300_000)
+  const after = { workers: await Promise.all(procs.map(async proc => await cpuSeconds(proc.pid))), pg: await cpuSeconds('postgres') }
+  const { rows: [stats] } = await query(databaseUrl, `SELECT count(*) FILTER (WHERE status = 'completed')::int AS completed,
+      extract(epoch FROM max(completed_at) - $1::timestamptz)::float8 AS span FROM ops.runs`, [startedAt])
+  if (STATEMENTS) await printStatements(databaseUrl, `drain, ${workers} worker(s)`, stats.completed)
+  for (const proc of procs) proc.kill('SIGTERM')
+  await Promise.all(procs.map(async proc => await new Promise(resolve => proc.exitCode === null ? proc.once('exit', resolve) : resolve())))
+  if (!done || stats.completed !== DRAIN_RUNS) { console.error(`drain with ${workers} worker(s): ${stats.completed}/${DRAIN_RUNS} completed`); process.exitCode = 1 }
+  const workerCpu = after.workers.reduce((sum, t, i) => sum + t - before.workers[i], 0)
+  return {
+    workers,
+    runs: stats.completed,
+    rate: Math.round(stats.completed / stats.span),
+    cpu: { workers: Math.round(1e6 * workerCpu / stats.completed), pg: Math.round(1e6 * (after.pg - before.pg) / stats.completed) }
+  }
+}
+
+/** The statements that took PostgreSQL's time, with µs per request of the scenario. */
+async function printStatements (databaseUrl, name, requests) {
+  const { rows } = await query(databaseUrl, `SELECT calls::int, rows::int, round(total_exec_time::numeric, 1)::float8 AS exec_ms,
+      round(total_plan_time::numeric, 1)::float8 AS plan_ms, plans::int, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+    FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time + total_plan_time DESC LIMIT 12`)
+  console.log(`\n${name}: top statements (${requests} requests)`)
+  console.table(rows.map(r => ({ ...r, 'µs/request': Math.round(1000 * (r.exec_ms + r.plan_ms) / requests) })))
+}
 
 // --- the pipeline: accepted → processed ---------------------------------------------------------
 
@@ -409,6 +492,16 @@ throughput = runs completed ÷ (first request → last completion), from Postgre
 ${pipelines.map(p => `| ${p.name} | ${p.completed}/${p.runs} | ${Math.round(p.completed / p.span)} | ${(p.completed / p.span / rows[0].rps).toFixed(3)}× | ${p.drainedAfter === undefined ? 'not within 120 s' : `${Math.max(0, p.drainedAfter).toFixed(1)} s`} | ${Math.round(p.lag_p50)} / ${Math.round(p.lag_p99)} |`).join('\n')}
 
 ![queue depth over time](benchmarks-queue.svg)
+
+`}${drains.length === 0 ? '' : `## The claim path: a backlog drained by one and by two workers
+
+${DRAIN_RUNS.toLocaleString('en')} runs inserted in one statement (as an ingest-only replica or an outage leaves them), then
+processed by worker processes (\`ROLE=worker\`, the handler that does nothing, \`WORKER_CONCURRENCY\`
+128): every run claimed by a claim statement and finished by a finish statement. Runs/s = runs ÷ (the insert → the last completion).
+
+| workers | runs completed | runs/s | × one worker | CPU µs per run: workers / PostgreSQL |
+|---|---|---|---|---|
+${drains.map(d => `| ${d.workers} | ${d.runs} | ${d.rate} | ${(d.rate / drains[0].rate).toFixed(2)}× | ${d.cpu.workers} / ${d.cpu.pg} |`).join('\n')}
 
 `}Reproduce: \`npm ci && npm run bench\` (this run: BENCH_SECONDS=${DURATION}; default 10; \`BENCH_LEVERS=1\` adds the lever rows;
 \`BENCH_ONLY=<regex>\` runs some scenarios only).
