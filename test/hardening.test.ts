@@ -239,6 +239,9 @@ t.test('destination answers are read with a cap: a 300 MB answer, a gzip bomb, a
     } else if (req.url === '/bomb') {
       res.writeHead(409, { 'content-encoding': 'gzip', 'content-type': 'text/plain' })
       res.end(bomb)
+    } else if (req.url === '/nul') {
+      res.writeHead(409, { 'content-type': 'text/plain' })
+      res.end('order\u0000 42\u0007 exists')
     } else if (req.url === '/redirect') {
       res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' })
       res.end()
@@ -254,15 +257,16 @@ t.test('destination answers are read with a cap: a 300 MB answer, a gzip bomb, a
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { server.closeAllConnections(); server.close() })
   const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
-  const destinations = await loadDestinations(JSON.stringify(['huge', 'bomb', 'redirect', 'drip', 'ok'].map(name => ({ name, url: `${base}/${name}`, secretEnv: 'DEST_SECRET', timeoutMs: 3000 }))),
+  const destinations = await loadDestinations(JSON.stringify(['huge', 'bomb', 'redirect', 'drip', 'ok', 'nul'].map(name => ({ name, url: `${base}/${name}`, secretEnv: 'DEST_SECRET', timeoutMs: 3000 }))),
     { DEST_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' })
   const run = { run_id: randomUUID(), provider: 'stripe', event_type: 'x', payload: { id: 'evt_1' } }
   const rssBefore = process.memoryUsage().rss
-  const [huge, bombed, redirected, drip, ok] = await Promise.all(destinations.map(async d => await d.forward(run)))
+  const [huge, bombed, redirected, drip, ok, nul] = await Promise.all(destinations.map(async d => await d.forward(run)))
   const grew = process.memoryUsage().rss - rssBefore
   t.match(huge, { outcome: 'retry', reason: 'destination huge answered 500' })
   t.ok(streamed < 64 * 1024 * 1024, `the 300 MB answer was not read (${Math.round(streamed / 1024 / 1024)} MB written before the client stopped)`)
-  t.match(bombed, { outcome: 'exception', details: { status: 409, response: '' } }, 'the 409 excerpt: a few KB inflated at most, NULs dropped (jsonb stores none)')
+  t.match(bombed, { outcome: 'exception', details: { status: 409, response: '[a gzip-encoded answer, not decoded]' } }, 'the 409 excerpt: an encoded answer is never inflated')
+  t.match(nul, { outcome: 'exception', details: { status: 409, response: 'order 42 exists' } }, 'control characters dropped (jsonb stores no NUL)')
   t.match(redirected, { outcome: 'failed', reason: /answered a redirect \(302\): not followed/ })
   t.match(drip, { outcome: 'retry', reason: 'destination drip: timed out after 3000 ms' }, 'an answer that never ends is cut at the deadline')
   t.same(ok, { outcome: 'done' })

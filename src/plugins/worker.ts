@@ -263,5 +263,6 @@ export default fp(async function worker (fastify) {
     const client = listener
     listener = undefined
     await client?.end().catch(() => {})
+    await Promise.all(destinations.map(async destination => await destination.close().catch(() => {})))
   })
 }, { name: 'worker', dependencies: ['database', 'providers', 'metrics'] })
