@@ -32,19 +32,36 @@ const LEVERS = [
 
 /** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
 const template = {
-  object: 'event', api_version: '2024-06-20', created: 1700000000, livemode: false, pending_webhooks: 1,
+  object: 'event',
+  api_version: '2024-06-20',
+  created: 1700000000,
+  livemode: false,
+  pending_webhooks: 1,
   request: { id: 'req_8a7d6f5e4c3b2a19', idempotency_key: 'a4f1c2d3-e5f6-4789-8abc-def012345678' },
   type: 'payment_intent.succeeded',
   data: {
     object: {
-      id: 'pi_3OabcDEFghiJKL0m1NOPqrst', object: 'payment_intent', amount: 2000, amount_capturable: 0, amount_received: 2000,
-      capture_method: 'automatic', client_secret: 'pi_3OabcDEFghiJKL0m1NOPqrst_secret_XyZ', confirmation_method: 'automatic',
-      created: 1700000000, currency: 'usd', customer: 'cus_PqRsTuVwXyZ012', description: 'Order #1042 — 2 × Café Mocha',
-      latest_charge: 'ch_3OabcDEFghiJKL0m1uVwXyZa', livemode: false,
+      id: 'pi_3OabcDEFghiJKL0m1NOPqrst',
+      object: 'payment_intent',
+      amount: 2000,
+      amount_capturable: 0,
+      amount_received: 2000,
+      capture_method: 'automatic',
+      client_secret: 'pi_3OabcDEFghiJKL0m1NOPqrst_secret_XyZ',
+      confirmation_method: 'automatic',
+      created: 1700000000,
+      currency: 'usd',
+      customer: 'cus_PqRsTuVwXyZ012',
+      description: 'Order #1042 — 2 × Café Mocha',
+      latest_charge: 'ch_3OabcDEFghiJKL0m1uVwXyZa',
+      livemode: false,
       metadata: { order_id: '1042', cart: 'c_9f8e7d6c5b4a', channel: 'web', locale: 'fr-FR' },
-      payment_method: 'pm_1OabcDEFghiJKL0mNOPqrSTu', payment_method_types: ['card'], receipt_email: 'ada@example.com',
+      payment_method: 'pm_1OabcDEFghiJKL0mNOPqrSTu',
+      payment_method_types: ['card'],
+      receipt_email: 'ada@example.com',
       shipping: { name: 'Ada Lovelace', address: { line1: '12 St James Square', city: 'London', postal_code: 'SW1Y 4JH', country: 'GB' } },
-      statement_descriptor_suffix: 'ORDER1042', status: 'succeeded'
+      statement_descriptor_suffix: 'ORDER1042',
+      status: 'succeeded'
     },
     previous_attributes: null
   }
@@ -58,8 +75,6 @@ function signedRequest (id, path = '/webhooks/stripe') {
   const v1 = createHmac('sha256', SECRET).update(`${t}.`).update(body).digest('hex')
   return { method: 'POST', path, body, headers: { 'content-type': 'application/json', 'stripe-signature': `t=${t},v1=${v1}` } }
 }
-
-
 
 /** CPU seconds used so far by one process, or by every process named `postgres`. */
 async function cpuSeconds (pid) {
@@ -178,16 +193,26 @@ async function paced (url, rate, seconds, nextRequest, onResponse) {
   return {
     requests: { average: total / elapsed, total },
     latency: { p50: at(0.5), p99: at(0.99), p99_9: at(0.999) },
-    errors, timeouts: 0, non2xx
+    errors,
+    timeouts: 0,
+    non2xx
   }
 }
 
 function row (name, { result, cpu }, ceiling, rss, extra = '') {
   const rps = Math.round(result.requests.average)
   return {
-    name, rps, ratio: ceiling === undefined ? 1 : rps / ceiling,
-    p50: result.latency.p50, p99: result.latency.p99, p999: result.latency.p99_9,
-    errors: result.errors + result.timeouts, non2xx: result.non2xx, rss, extra, cpu
+    name,
+    rps,
+    ratio: ceiling === undefined ? 1 : rps / ceiling,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    p999: result.latency.p99_9,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    rss,
+    extra,
+    cpu
   }
 }
 
@@ -298,9 +323,8 @@ try {
   await rm(work, { recursive: true, force: true })
 }
 
-console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, 'PostgreSQL': r.cpu.pg, 'load generator': r.cpu.client })))
+console.table(rows.map(r => ({ scenario: r.name, 'req/s': r.rps, 'x ceiling': r.ratio.toFixed(2), p50: r.p50, p99: r.p99, 'p99.9': r.p999, errors: r.errors, 'non-2xx': r.non2xx, 'peak RSS MB': r.rss, 'CPU µs/req server': r.cpu.server, PostgreSQL: r.cpu.pg, 'load generator': r.cpu.client })))
 await writeReport(rows)
-
 
 /**
  * `workers` worker processes (ROLE=worker, the handler that does nothing) started on a database of
@@ -480,7 +504,9 @@ Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${(await im
 |---|---|---|---|---|---|---|---|---|---|---|
 ${table}
 
-${pipelines.length === 0 ? '' : `## The pipeline: accepted → processed
+${pipelines.length === 0
+? ''
+: `## The pipeline: accepted → processed
 
 Rows starting with "pipeline" run the gateway with its worker (\`ROLE=all\`, no handler, no destination)
 and follow every run stored during the measured load until it has reached an end state. Pipeline
@@ -493,7 +519,9 @@ ${pipelines.map(p => `| ${p.name} | ${p.completed}/${p.runs} | ${Math.round(p.co
 
 ![queue depth over time](benchmarks-queue.svg)
 
-`}${drains.length === 0 ? '' : `## The claim path: a backlog drained by one and by two workers
+`}${drains.length === 0
+? ''
+: `## The claim path: a backlog drained by one and by two workers
 
 ${DRAIN_RUNS.toLocaleString('en')} runs inserted in one statement (as an ingest-only replica or an outage leaves them), then
 processed by worker processes (\`ROLE=worker\`, the handler that does nothing, \`WORKER_CONCURRENCY\`

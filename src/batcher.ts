@@ -59,7 +59,8 @@ export function createBatcher<I, R> ({ maxSize, concurrency, run, lingerMs = 0 }
       const batch = queue.splice(0, Math.min(maxSize, share))
       inFlight++
       inFlightItems += batch.length
-      void send(batch)
+      // send() settles every item itself and never rejects.
+      send(batch).catch(() => {})
     }
   }
 

@@ -159,9 +159,11 @@ export function validateEnv<T> (schema: object, data: Record<string, string | un
  * else the path of a JSON file. A file that cannot be read or JSON that cannot be parsed is a boot error.
  */
 export async function readJsonSetting (variable: string, value: string): Promise<unknown> {
-  const text = /^\s*[[{]/.test(value) ? value : await readFile(value, 'utf8').catch((err: Error) => {
-    throw new ConfigError(`${variable}: cannot read ${value}: ${err.message}`)
-  })
+  const text = /^\s*[[{]/.test(value)
+    ? value
+    : await readFile(value, 'utf8').catch((err: Error) => {
+      throw new ConfigError(`${variable}: cannot read ${value}: ${err.message}`)
+    })
   try {
     return JSON.parse(text)
   } catch (err) {

@@ -23,7 +23,7 @@ export function refusalAggregate (write: (rows: AggregateRow[]) => Promise<void>
     }
     if (due.length > 0) await write(due).catch(onError)
   }
-  const timer = setInterval(() => { void flush(false) }, flushMs)
+  const timer = setInterval(() => { flush(false).catch(onError) }, flushMs)
   timer.unref()
   return {
     count (provider: string, reason: string, ip: string): void {

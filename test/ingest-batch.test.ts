@@ -7,7 +7,7 @@ import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
 
 function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void } {
   let resolve!: (value: T) => void
-  const promise = new Promise<T>(r => { resolve = r })
+  const promise = new Promise<T>(_resolve => { resolve = _resolve })
   return { promise, resolve }
 }
 

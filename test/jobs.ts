@@ -26,4 +26,3 @@ export async function waitFor<T> (check: () => Promise<T | undefined | false>, w
   }
   throw new Error(`timed out waiting for ${what}`)
 }
-

@@ -151,7 +151,7 @@ t.test('processing: handler outcomes, destinations, payload conflicts, replay an
     const one = (await admin('GET', `/runs/${(await runOf(keys.flaky)).run_id}`)).json()
     t.match(one, { status: 'completed', payload: { id: keys.flaky }, events: Array })
     t.equal(one.events.length, 7)
-    t.equal((await admin('GET', `/runs?status=nope`)).statusCode, 400)
+    t.equal((await admin('GET', '/runs?status=nope')).statusCode, 400)
     t.equal((await admin('GET', `/runs/${randomUUID()}`)).statusCode, 404)
   })
 

@@ -72,19 +72,25 @@ export default fp(async function metrics (fastify) {
     }
     return await scrape.figures
   }
-  new Gauge({ name: 'hookgate_database_up', help: '1 when the last scrape could query PostgreSQL.', registers: [registry], async collect () { this.set((await pending()).up) } })
-  new Gauge({ name: 'hookgate_queue_depth', help: 'Runs waiting to be processed (received or retrying).', registers: [registry], async collect () { this.set((await pending()).depth) } })
-  new Gauge({ name: 'hookgate_queue_oldest_seconds', help: 'How long the oldest waiting run has been due.', registers: [registry], async collect () { this.set((await pending()).oldest) } })
+  registry.registerMetric(new Gauge({ name: 'hookgate_database_up', help: '1 when the last scrape could query PostgreSQL.', registers: [], async collect () { this.set((await pending()).up) } }))
+  registry.registerMetric(new Gauge({ name: 'hookgate_queue_depth', help: 'Runs waiting to be processed (received or retrying).', registers: [], async collect () { this.set((await pending()).depth) } }))
+  registry.registerMetric(new Gauge({ name: 'hookgate_queue_oldest_seconds', help: 'How long the oldest waiting run has been due.', registers: [], async collect () { this.set((await pending()).oldest) } }))
   const pools = { main: pool, ingest: fastify.pg.ingest.pool }
-  new Gauge({ name: 'hookgate_db_pool_connections', help: 'PostgreSQL connections by pool (main, ingest) and state (total, idle, waiting clients).', labelNames: ['pool', 'state'], registers: [registry], collect () {
-    for (const [name, each] of Object.entries(pools)) {
-      this.set({ pool: name, state: 'total' }, each.totalCount)
-      this.set({ pool: name, state: 'idle' }, each.idleCount)
-      this.set({ pool: name, state: 'waiting' }, each.waitingCount)
+  registry.registerMetric(new Gauge({
+    name: 'hookgate_db_pool_connections',
+    help: 'PostgreSQL connections by pool (main, ingest) and state (total, idle, waiting clients).',
+    labelNames: ['pool', 'state'],
+    registers: [],
+    collect () {
+      for (const [name, each] of Object.entries(pools)) {
+        this.set({ pool: name, state: 'total' }, each.totalCount)
+        this.set({ pool: name, state: 'idle' }, each.idleCount)
+        this.set({ pool: name, state: 'waiting' }, each.waitingCount)
+      }
     }
-  } })
-  new Gauge({ name: 'hookgate_ingest_pending', help: 'Deliveries waiting for, or inside, an ingest statement.', registers: [registry], collect () { this.set(fastify.ingestPending()) } })
-  new Gauge({ name: 'hookgate_db_pool_max', help: 'DB_POOL_MAX.', registers: [registry], collect () { this.set(config.dbPoolMax) } })
+  }))
+  registry.registerMetric(new Gauge({ name: 'hookgate_ingest_pending', help: 'Deliveries waiting for, or inside, an ingest statement.', registers: [], collect () { this.set(fastify.ingestPending()) } }))
+  registry.registerMetric(new Gauge({ name: 'hookgate_db_pool_max', help: 'DB_POOL_MAX.', registers: [], collect () { this.set(config.dbPoolMax) } }))
   fastify.decorate('metrics', metrics)
 
   const answer = async (): Promise<{ type: string, body: string }> => ({ type: registry.contentType, body: await registry.metrics() })

@@ -96,6 +96,7 @@ export default fp(async function worker (fastify) {
   let backlog = false
 
   async function run (): Promise<void> {
+    // eslint-disable-next-line no-unmodified-loop-condition -- set by onClose, between two turns of the loop
     while (!stopping) {
       wakeRequested = false
       const free = freeSlots()

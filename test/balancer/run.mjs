@@ -104,7 +104,10 @@ ${replicas.map(r => `  server ${r.name} 127.0.0.1:${r.port} check`).join('\n')}
   // The deliveries: 70 % distinct events, 30 % copies of one of them sent right next to it.
   const distinct = Math.round(TOTAL * (1 - DUPLICATE_SHARE))
   const events = Array.from({ length: distinct }, (_, i) => ({
-    id: `evt_lb_${randomBytes(10).toString('hex')}`, object: 'event', type: 'invoice.paid', created: Math.floor(Date.now() / 1000),
+    id: `evt_lb_${randomBytes(10).toString('hex')}`,
+    object: 'event',
+    type: 'invoice.paid',
+    created: Math.floor(Date.now() / 1000),
     data: { object: { id: `in_${i}`, object: 'invoice', amount_paid: 1000 + i, currency: 'eur' } }
   }))
   const jobs = events.map(event => ({ event, copies: 1 }))

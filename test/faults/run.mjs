@@ -233,7 +233,10 @@ async function scenario (name, body) {
 
 function makeEvents (n) {
   return Array.from({ length: n }, (_, i) => ({
-    id: `evt_f_${randomBytes(10).toString('hex')}`, object: 'event', type: 'invoice.paid', created: Math.floor(Date.now() / 1000),
+    id: `evt_f_${randomBytes(10).toString('hex')}`,
+    object: 'event',
+    type: 'invoice.paid',
+    created: Math.floor(Date.now() / 1000),
     data: { object: { id: `in_${i}`, object: 'invoice', amount_paid: 100 + i, currency: 'eur' } }
   }))
 }
@@ -257,7 +260,11 @@ async function send (url, events, { concurrency = 16, onProgress = async () => {
         let retryAfter
         try {
           const response = await request(`${url}/webhooks/stripe`, {
-            method: 'POST', body, dispatcher: agent, headersTimeout: 30_000, bodyTimeout: 30_000,
+            method: 'POST',
+            body,
+            dispatcher: agent,
+            headersTimeout: 30_000,
+            bodyTimeout: 30_000,
             headers: { 'content-type': 'application/json', 'stripe-signature': signature }
           })
           const text = await response.body.text()
@@ -286,9 +293,18 @@ async function send (url, events, { concurrency = 16, onProgress = async () => {
 async function startGateway (databaseUrl, env = {}) {
   const port = await freePort()
   const fullEnv = {
-    PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl,
-    STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: join(work, `gw-${port}`), ROLE: 'ingest', LOG_LEVEL: 'warn',
-    DB_CONNECT_TIMEOUT_MS: '1000', DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), ...env
+    PATH: process.env.PATH,
+    NODE_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATABASE_URL: databaseUrl,
+    STRIPE_WEBHOOK_SECRET: SECRET,
+    DATA_DIR: join(work, `gw-${port}`),
+    ROLE: 'ingest',
+    LOG_LEVEL: 'warn',
+    DB_CONNECT_TIMEOUT_MS: '1000',
+    DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS),
+    ...env
   }
   let child
   const gateway = {
@@ -321,9 +337,6 @@ async function runToExit (args, env) {
   clearTimeout(timer)
   return { code, stderr }
 }
-
-
-
 
 // --- hostile cases of issue 13, measured on a real gateway process ---------------------------------
 
