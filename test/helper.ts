@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +12,7 @@ import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
 import { startEmbeddedPostgres } from '../src/db/embedded.js'
 import { SENSITIVE_HEADERS } from '../src/redact.js'
+import { SHARED_POSTGRES_STATE } from './setup/state.mjs'
 
 type Test = Pick<typeof tap, 'teardown'>
 
@@ -52,9 +54,14 @@ export function stripeDelivery (payload: string | Record<string, unknown>, heade
 
 let embeddedServer: Promise<string> | undefined
 
-/** The server to create test databases on: DATABASE_URL, or one embedded cluster for this test file. */
+/**
+ * The server to create test databases on: DATABASE_URL; else the run's shared embedded cluster
+ * (started by tap's `before`, test/setup/before.mjs); else, for a file run on its own without it,
+ * an embedded cluster for this file.
+ */
 function serverUrl (): Promise<string> {
   if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '') return Promise.resolve(process.env.DATABASE_URL)
+  if (existsSync(SHARED_POSTGRES_STATE)) return Promise.resolve((JSON.parse(readFileSync(SHARED_POSTGRES_STATE, 'utf8')) as { url: string }).url)
   embeddedServer ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hookgate-test-pg-'))
     const quiet = { info: () => {}, debug: () => {}, warn: () => {} }

@@ -1,0 +1,4 @@
+// tap's `after`: stops the run's shared embedded PostgreSQL, if test/setup/before.mjs started one.
+import { stopShared } from './state.mjs'
+
+await stopShared()
