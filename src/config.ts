@@ -23,9 +23,9 @@ export interface Config {
   /** Unset: every provider that has a secret (or, outside production, every provider). */
   webhookProviders: string[] | undefined
   bodyLimitBytes: number
-  /** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
   /** The public origin senders post to (`https://hooks.example.com`), for senders that sign the URL (Twilio). */
   publicBaseUrl: string | undefined
+  /** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
   trustProxy: boolean | string[] | ((address: string, hop: number) => boolean)
   dbPoolMax: number
   dbConnectTimeoutMs: number

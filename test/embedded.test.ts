@@ -6,7 +6,7 @@ import t from 'tap'
 import { startEmbeddedPostgres } from '../src/db/embedded.js'
 import { tempDir } from './helper.js'
 
-// The embedded default's own hardening (issue 13, item 9).
+// The embedded default's own hardening: its data directory, its password file, a server left running.
 const quiet = { info: () => {}, debug: () => {}, warn: () => {} }
 
 t.test('initdb never finds the superuser password in the shared temp directory', async t => {

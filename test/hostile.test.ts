@@ -4,7 +4,7 @@ import type { InjectOptions } from 'fastify'
 import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
 import { allSecrets, senders, TWILIO_PUBLIC_BASE_URL } from './senders.js'
 
-// Hostile input (issue 7): none of it is accepted, none of it crashes or stalls the process.
+// Hostile input: none of it is accepted, none of it crashes or stalls the process.
 // Each provider's own hostile table (wrong/missing/garbage/repeated headers, tampered bodies,
 // stale and future timestamps) is in providers.test.ts; property-based fuzzing of every verifier
 // in provider-signatures.test.ts.
@@ -62,8 +62,10 @@ tap.test('bodies', async t => {
     t.equal(res.statusCode, status, `${name} → ${status}`)
     if (reason !== undefined) t.equal(res.json().reason, reason, `${name}: ${reason}`)
   }
-  t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype pollution')
   await withClient(databaseUrl, async client => {
+    // Refused before anything is stored: no run, so no handler ever sees such a key.
+    const { rows: [refused] } = await client.query("SELECT count(*)::int AS n FROM ops.runs WHERE idempotency_key IN ('evt_proto', 'evt_ctor')")
+    t.equal(refused.n, 0, '__proto__ and constructor.prototype payloads: no run stored')
     const { rows: [run] } = await client.query("SELECT payload->>'m' AS m FROM ops.runs WHERE idempotency_key = 'evt_long_numbers'")
     t.equal(run.m, '123456789012345678901234567890.000000000000000000001', 'stored digit for digit (jsonb numeric)')
   })
@@ -72,7 +74,8 @@ tap.test('bodies', async t => {
   const event = stripeEvent()
   const gz = stripeDelivery(event)
   const res = await app.inject({ ...gz, headers: { ...gz.headers, 'content-encoding': 'gzip' } })
-  t.ok([401, 415].includes(res.statusCode) || (res.statusCode === 200 && res.json().status === 'accepted'), `content-encoding: gzip claimed on plain JSON → ${res.statusCode}`)
+  t.equal(res.statusCode, 200, 'content-encoding: gzip claimed on plain JSON: nothing decoded, the signed bytes verify')
+  t.equal(res.json().status, 'accepted')
   await withClient(databaseUrl, async client => {
     const { rows } = await client.query("SELECT idempotency_key FROM ops.runs WHERE idempotency_key IN ('evt_proto', 'evt_ctor', 'evt_over_limit', 'evt_deep_h')")
     t.same(rows, [], 'none of the refused bodies stored')
@@ -99,12 +102,14 @@ tap.test('HTTP: long URLs and headers, unknown methods, path traversal, unfinish
   const { port } = app.server.address() as { port: number }
 
   t.match(await raw(port, `GET /${'a'.repeat(20000)} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 431/, 'a 20 KB URL: 431')
+  // Node answers 431 and closes while the client is still writing its megabyte: whether the client
+  // reads the 431 or the reset first is up to the kernel. Either way nothing is stored or parsed.
   t.match(await raw(port, `POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nstripe-signature: ${'v'.repeat(1024 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431|closed|error/, 'a 1 MB header: 431 or closed')
-  t.match(await raw(port, 'BREW /webhooks/stripe HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 400|closed/, 'an unknown method: 400')
+  t.match(await raw(port, 'BREW /webhooks/stripe HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 400 /, 'an unknown method: 400')
   t.match(await raw(port, 'PATCH /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n'), /^HTTP\/1\.1 404/, 'a method the route does not take: 404')
-  for (const path of ['/webhooks/../admin/runs', '/webhooks/%2e%2e/admin/runs', '/webhooks/stripe/../../etc/passwd', '/webhooks/..%2f..%2fetc%2fpasswd', '/webhooks/%00']) {
+  for (const [path, status] of [['/webhooks/../admin/runs', 404], ['/webhooks/%2e%2e/admin/runs', 404], ['/webhooks/stripe/../../etc/passwd', 404], ['/webhooks/..%2f..%2fetc%2fpasswd', 404], ['/webhooks/%00', 404]] as const) {
     const res = await app.inject({ method: 'POST', url: path, payload: '{}', headers: { 'content-type': 'application/json' } })
-    t.ok([400, 404].includes(res.statusCode), `${path} → ${res.statusCode}`)
+    t.equal(res.statusCode, status, `${path} → ${status}`)
   }
   const started = Date.now()
   const chunked = await raw(port, 'POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"id"\r\n', { waitMs: 10_000 })

@@ -5,7 +5,7 @@ import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
 import { STRIPE_SECRET, freshDatabase, stripeDelivery, stripeEvent, tempDir } from './helper.js'
 
-// LOG_TRANSPORT: shipping logs to a file or a collector without code changes (issue 5).
+// LOG_TRANSPORT: shipping logs to a file or a collector without code changes.
 
 tap.test('LOG_TRANSPORT sends the JSON lines to a pino transport (here pino/file), redacted', async t => {
   const dir = await tempDir(t)

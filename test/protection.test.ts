@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http'
 import tap from 'tap'
 import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
 
-// Metrics, load shedding and the limit on authentication failures (issue 5).
+// Metrics, load shedding and the limit on authentication failures.
 
 function metricValue (text: string, name: string, labels: string = ''): number | undefined {
   const line = text.split('\n').find(l => l.startsWith(`${name}${labels === '' ? ' ' : `{${labels}} `}`))

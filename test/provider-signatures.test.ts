@@ -22,7 +22,7 @@ import linear from '../src/providers/linear.js'
 import { configuredProviders } from '../src/extra-providers.js'
 import { GENERIC_PROVIDER } from './senders.js'
 
-/** The vectors published in shared/reference/providers.md, each at the moment it was signed. */
+/** Vectors the providers publish (their documentation and reference libraries), each checked at the moment it was signed. */
 t.test('published vectors', async t => {
   const raw = (text: string) => Buffer.from(text)
   t.same(githubSignature.verify(raw('Hello, World!'), { 'x-hub-signature-256': 'sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17' }, ["It's a Secret to Everybody"], 0, 0), { ok: true }, 'GitHub 1')

@@ -4,7 +4,7 @@ import { CLAIM, claimRuns, finishRuns, renewLeases } from '../src/queue.js'
 import { migrate } from '../src/db/migrate.js'
 import { freshDatabase } from './helper.js'
 
-// The queue's statements on their own (issue 14): claims by two index scans, outcomes recorded in
+// The queue's statements on their own: claims by two index scans, outcomes recorded in
 // batches, one heartbeat for every lease, each fenced on the lease.
 
 async function queue (t: Parameters<typeof freshDatabase>[0]) {

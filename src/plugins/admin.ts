@@ -5,11 +5,6 @@ import { constantTimeEqual } from '../signatures.js'
 import { requeueRun } from '../queue.js'
 import { HttpError } from '../errors.js'
 
-/**
- * The admin API under /admin (only when ADMIN_TOKEN is set): runs and their history, replay, and the
- * exception queue for human review. `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
- * An encapsulated plugin: its auth hook guards exactly these routes. OpenAPI at /admin/openapi.json.
- */
 const Timestamp = Type.String({ format: 'date-time' })
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()])
 const Status = Type.Union(['received', 'processing', 'completed', 'retrying', 'failed', 'exception', 'ignored'].map(s => Type.Literal(s)))
@@ -57,6 +52,11 @@ const decision = {
 const Decision = Type.Object(decision, { additionalProperties: false })
 const Failure = Type.Object({ error: Type.String(), message: Type.Optional(Type.String()) })
 
+/**
+ * The admin API under /admin (only when ADMIN_TOKEN is set): runs and their history, replay, and the
+ * exception queue for human review. `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+ * An encapsulated plugin: its auth hook guards exactly these routes. OpenAPI at /admin/openapi.json.
+ */
 export default async function admin (instance: FastifyInstance): Promise<void> {
   const token = instance.config.adminToken as string
   const fastify = instance.withTypeProvider<TypeBoxTypeProvider>()
