@@ -536,27 +536,26 @@ ${drains.map(d => `| ${d.workers} | ${d.runs} | ${d.rate} | ${(d.rate / drains[0
 
 ## Reading the figures
 
-On this 2-core machine the load generator, the server and PostgreSQL share the CPU, and a saturated
-run is CPU-bound: throughput ≈ 2 cores ÷ (the three processes' CPU µs per request). Typical figures
-(this benchmark, November 2026 runs):
+On this 2-core machine the load generator, the server and PostgreSQL share the CPU. Typical figures
+(this benchmark, runs of 2026-11-25, \`BENCH_SECONDS=8\`):
 
-| CPU µs per request | bare Fastify | hookgate, unique events |
-|---|---|---|
-| load generator | 60–90 | 75–120 |
-| server | 65–95 | 200–340 |
-| PostgreSQL | — | 120–190 |
+| CPU µs per request | bare Fastify | hookgate, unique events | pipeline, a handler that does nothing |
+|---|---|---|---|
+| load generator | 20–23 | 28–39 | 33–41 |
+| server | 18–21 | 78–98 | 111–142 |
+| PostgreSQL | — | 62–97 | 154–210 |
 
-**Why half the ceiling is out of reach here.** At a ceiling of 9,000–14,500 req/s, half of it leaves
-about 275–445 µs of CPU per request for all three processes. The load generator takes 60–120 of them.
-PostgreSQL, storing what hookgate stores for every delivery (the run with its 1.4 KB payload as
-jsonb, its \`received\` event, their index entries and WAL, an fsync'd commit), takes 120–190 µs even
-in batches of 25–64 rows; the statement alone, measured apart, splits into parsing the jsonb
-(~35 µs a row), the \`ops.runs\` insert (~35), the run event (~15–50) and the statement's joins.
-That leaves 0–200 µs for the server, whose bare-Fastify part is already 65–95 and whose
-measured total is 200–340. With the database
-call stubbed out (an experiment, not a mode) the same server reached about half the ceiling: the
-ratio is set by sharing two cores with PostgreSQL. Where PostgreSQL has cores of its own, the bound is
-the server's CPU.
+**What two shared cores allow.** 0.35× of a 43,000–50,000 req/s ceiling is 15,000–17,500
+deliveries/s: 2 cores ÷ 16,000/s leaves 125 µs of CPU per delivery for all three processes. The load
+generator takes about 30 of them, and the server and PostgreSQL together take 140–195 for what every
+delivery needs (its signature checked, the run stored with its 1.4 KB payload as jsonb and its
+\`received\` event, their index entries and WAL, a committed answer): 0.35× is out of reach here. With
+every core busy, 2 cores ÷ 168–234 µs is 8,500–11,900 deliveries/s, 0.17–0.28× of the ceiling, and
+the pipeline with no handler is the same (its runs are completed by the statement that stores them;
+0.14–0.17× measured). A handler that does nothing adds a finish per run: 2 cores ÷ 298–393 µs is
+5,100–6,700 runs/s at most, 0.10–0.16×, under the 0.18× target. The measured runs leave a quarter to a
+third of the CPU idle: 50 connections wait on one statement slot and its commit, so throughput follows
+latency as well as CPU.
 
 What moved the figures (unique events, 50 connections unless said):
 
@@ -577,6 +576,31 @@ What moved the figures (unique events, 50 connections unless said):
   PostgreSQL's CPU per row at 12 rows per statement, measured on the statement alone.
 - One index on \`received_at\` instead of two (migration 003): one index entry less per delivery.
 - The delivery log line: ~9 µs in a microbenchmark; at saturation its lever row is within the noise.
+
+**The pipeline: what each lever gave** (\`BENCH_SECONDS=8\`, same-run ratios; \`BENCH_ONLY\` runs of the
+scenario named, 2026-11-25):
+
+| lever | before | after |
+|---|---|---|
+| a new run claimed by the ingest statement that stores it (\`ROLE=all\`, a free slot, no backlog; docs/processing.md) | a handler that does nothing: 2,299–2,456 runs/s (0.046–0.058×), 6.8–7.9 s of backlog when the load stopped; at 1,000/s PostgreSQL 606–621 µs and the server 387–399 µs per delivery | 3,770–4,756 runs/s (0.092–0.103×), every run completed when the load stopped, lag p99 59–67 ms; at 1,000/s PostgreSQL 410–455 µs, the server 326–369 µs |
+| a slot freed when the handler returns, not when its outcome is written | with claims at ingest alone: the direct path closed at saturation (outcomes waiting held every slot) | the direct path stays open; claims only for a backlog |
+| the claim finds its rows by key (\`= ANY\`), not by a join the cached plan hashed over a sequential scan | a backlog of 40,000 runs drained by one worker: 3,295 runs/s, PostgreSQL 322 µs per run | 9,271–9,859 runs/s, 84–92 µs per run (test: queue.test.ts reads the plan) |
+| undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.067–0.072×), server 192–233 µs |
+
+Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
+of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
+of the updates found room for HOT; a queue row inserted and deleted per run costs what the index
+entries saved); dropping the foreign key of \`ops.run_events\` moved PostgreSQL's CPU by less than the
+noise; one \`processing\` event less per run, 6–10 %, but the history would lose the attempt's start.
+A 3 ms ingest linger at 1,000/s cuts the server's CPU per delivery by 17 % and PostgreSQL's by 27 %
+(p50 1.9 → 4.6 ms, p99 unchanged): \`INGEST_BATCH_LINGER_MS\` for deployments short of CPU.
+A smaller young generation (\`node --max-semi-space-size=4\`) takes 38 MB off the peak RSS with a
+destination (241 → 203 MB) for 12 % more server CPU.
+
+**Two workers.** One worker draining a backlog used 36–39 µs of its own CPU and 84–92 µs of PostgreSQL's
+per run: 1.1–1.2 of this machine's 2 cores at 9,300–9,900 runs/s. Two workers reached 1.20–1.40×, at
+42–45 µs per run in the workers and 80–99 in PostgreSQL: 1.6× one worker's rate at that cost takes
+1.9–2.2 cores, all of the machine and more. The 1.6× target needs PostgreSQL on cores of its own.
 
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
