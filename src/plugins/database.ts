@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import fp from 'fastify-plugin'
 import fastifyPostgres from '@fastify/postgres'
+import type { FastifyInstance } from 'fastify'
 import type pg from 'pg'
 import { startEmbeddedPostgres } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js'
@@ -36,38 +37,38 @@ export default fp(async function database (fastify) {
   })
   if (version.from !== version.to) fastify.log.info(version, 'database migrated')
 
-  const poolOptions = {
-    connectionString,
-    connectionTimeoutMillis: config.dbConnectTimeoutMs,
-    statement_timeout: config.dbQueryTimeoutMs,
-    query_timeout: config.dbQueryTimeoutMs + 1000
-  }
-  await fastify.register(fastifyPostgres, { ...poolOptions, max: config.dbPoolMax, application_name: 'hookgate' })
-  // Deliveries get their own connections (plugins/ingest.ts): slow admin queries or a busy worker
-  // never make a sender wait. Two per statement slot, for a split batch and the rare look-again.
-  await fastify.register(fastifyPostgres, {
-    ...poolOptions,
-    name: 'ingest',
-    max: 2 * config.ingestBatch.concurrency,
-    application_name: 'hookgate-ingest',
-    // The ingest statement is fixed and prepared: plan it once per connection. Left to itself
-    // PostgreSQL re-plans it on every execution (its custom plan looks cheaper than the generic one),
-    // about a fifth of its cost. A SET (PgBouncer refuses startup options), awaited by the pool
-    // before the connection serves its first query (pg-pool's onConnect).
-    onConnect: async (client: pg.ClientBase) => {
-      await client.query('SET plan_cache_mode = force_generic_plan').catch((err: Error) => {
-        fastify.log.warn({ err: { message: err.message } }, 'could not set plan_cache_mode')
-      })
-    }
-  })
-  for (const pool of [fastify.pg.pool, fastify.pg.ingest.pool]) {
-    // An idle connection dropped by the server (restart, failover) must not crash the process;
-    // the pool replaces it on the next query.
-    // Message and code only: the error carries the whole pg client (connection parameters, statements).
-    pool.on('error', err => { fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection lost') })
-  }
+  await registerPool(fastify, { max: config.dbPoolMax, applicationName: 'hookgate' })
   await fastify.pg.query('SELECT 1')
 }, { name: 'database', decorators: { fastify: ['config'] } })
+
+/**
+ * A connection pool on the gateway's database, as `fastify.pg` (or `fastify.pg[name]`): the main one
+ * here, the ingest plugin's own there. An idle connection dropped by the server (restart, failover)
+ * must not crash the process: the pool replaces it on the next query, and the warning says so with
+ * the message and code only (the error carries the whole client: connection parameters, statements).
+ */
+export async function registerPool (fastify: FastifyInstance, options: {
+  name?: string
+  max: number
+  applicationName: string
+  /** Awaited before a new connection serves its first query (pg-pool's onConnect). */
+  onConnect?: (client: pg.ClientBase) => Promise<void>
+}): Promise<pg.Pool> {
+  const { config } = fastify
+  await fastify.register(fastifyPostgres, {
+    connectionString: fastify.databaseUrl,
+    connectionTimeoutMillis: config.dbConnectTimeoutMs,
+    statement_timeout: config.dbQueryTimeoutMs,
+    query_timeout: config.dbQueryTimeoutMs + 1000,
+    max: options.max,
+    application_name: options.applicationName,
+    ...(options.name === undefined ? {} : { name: options.name }),
+    ...(options.onConnect === undefined ? {} : { onConnect: options.onConnect })
+  })
+  const pool = options.name === undefined ? fastify.pg.pool : fastify.pg[options.name].pool
+  pool.on('error', err => { fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection lost') })
+  return pool
+}
 
 /**
  * The server named in a boot error: scheme, user, host, port and database, never a password (in the

@@ -1,11 +1,13 @@
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Pool } from 'pg'
 
 /**
  * Prometheus metrics (prom-client), one registry per gateway. Deliveries and rejections are
  * counted where their log line is written (plugins/delivery-log.ts), runs where the worker records
- * them; queue depth, oldest pending age and pool usage are read at scrape time. Served on
+ * them; queue depth, oldest pending age and pool usage are read at scrape time. Plugins add their
+ * own gauges to `registry` (ingest: its pending deliveries) and their pools with `watchPool`. Served on
  * `GET /metrics`, or on METRICS_PORT alone so that the public listener does not expose them.
  */
 export interface Metrics {
@@ -16,6 +18,8 @@ export interface Metrics {
   runs: Counter<'provider' | 'outcome'>
   runSeconds: Histogram<'provider' | 'outcome'>
   shed: Counter<'cause'>
+  /** Adds a pool to `hookgate_db_pool_connections` under this name (the main pool is `main`). */
+  watchPool: (name: string, pool: Pool) => void
 }
 
 declare module 'fastify' {
@@ -54,8 +58,10 @@ export default fp(async function metrics (fastify) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry]
     }),
-    shed: new Counter({ name: 'hookgate_shed_total', help: 'Requests answered 503 or 429 to protect the gateway, by cause.', labelNames: ['cause'], registers: [registry] })
+    shed: new Counter({ name: 'hookgate_shed_total', help: 'Requests answered 503 or 429 to protect the gateway, by cause.', labelNames: ['cause'], registers: [registry] }),
+    watchPool: (name, each) => { pools.set(name, each) }
   }
+  const pools = new Map<string, Pool>([['main', pool]])
 
   // One query per scrape, shared by the gauges below (the registry collects them side by side).
   let scrape: { at: number, figures: Promise<{ depth: number, oldest: number, up: number }> } | undefined
@@ -75,21 +81,19 @@ export default fp(async function metrics (fastify) {
   registry.registerMetric(new Gauge({ name: 'hookgate_database_up', help: '1 when the last scrape could query PostgreSQL.', registers: [], async collect () { this.set((await pending()).up) } }))
   registry.registerMetric(new Gauge({ name: 'hookgate_queue_depth', help: 'Runs waiting to be processed (received or retrying).', registers: [], async collect () { this.set((await pending()).depth) } }))
   registry.registerMetric(new Gauge({ name: 'hookgate_queue_oldest_seconds', help: 'How long the oldest waiting run has been due.', registers: [], async collect () { this.set((await pending()).oldest) } }))
-  const pools = { main: pool, ingest: fastify.pg.ingest.pool }
   registry.registerMetric(new Gauge({
     name: 'hookgate_db_pool_connections',
     help: 'PostgreSQL connections by pool (main, ingest) and state (total, idle, waiting clients).',
     labelNames: ['pool', 'state'],
     registers: [],
     collect () {
-      for (const [name, each] of Object.entries(pools)) {
+      for (const [name, each] of pools) {
         this.set({ pool: name, state: 'total' }, each.totalCount)
         this.set({ pool: name, state: 'idle' }, each.idleCount)
         this.set({ pool: name, state: 'waiting' }, each.waitingCount)
       }
     }
   }))
-  registry.registerMetric(new Gauge({ name: 'hookgate_ingest_pending', help: 'Deliveries waiting for, or inside, an ingest statement.', registers: [], collect () { this.set(fastify.ingestPending()) } }))
   registry.registerMetric(new Gauge({ name: 'hookgate_db_pool_max', help: 'DB_POOL_MAX.', registers: [], collect () { this.set(config.dbPoolMax) } }))
   fastify.decorate('metrics', metrics)
 

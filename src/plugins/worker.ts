@@ -2,10 +2,11 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import pg from 'pg'
-import { loadDestinations, type Destination } from '../destinations.js'
-import { done, worstOf, type Outcome } from '../outcomes.js'
+import { loadDestinations } from '../destinations.js'
+import type { Outcome } from '../outcomes.js'
+import { dispatch, toFinish } from '../processing.js'
 import {
-  RUNS_CHANNEL, backoffMs, claimRuns, failExhaustedLeases, finishRuns, releaseRuns, renewLeases, type ClaimedRun, type Finish, type Finished
+  RUNS_CHANNEL, claimRuns, failExhaustedLeases, finishRuns, releaseRuns, renewLeases, type ClaimedRun, type Finished
 } from '../queue.js'
 import { createBatcher } from '../batcher.js'
 
@@ -46,18 +47,18 @@ export interface LocalWorker {
   cancel: () => void
 }
 
-/**
- * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
- * 2xx. Runs inside the gateway (ROLE=all) or alone (ROLE=worker, `hookgate worker`); any number of
- * them share one database. Woken by NOTIFY on every new run, by a finished job, and by a poll timer
- * for retries that come due and leases that expire.
- *
- * Processing a run: the provider's handler for its event type (or `*`), then every destination
- * whose pattern matches; no handler and no destination: completed as stored.
- */
 /** At most this many outcomes recorded by one statement. */
 const FINISH_BATCH = 500
 
+/**
+ * The worker: takes runs from the queue (ops.runs) and processes them after the sender has had its
+ * 2xx. Runs inside the gateway (ROLE=all) or alone (ROLE=worker, `hookgate worker`); any number of
+ * them share one database. A new run stored while it has a free slot comes claimed from the ingest
+ * statement (LocalWorker); the others are claimed in batches, woken by NOTIFY on a new run, by a
+ * finished job while a backlog remains, and by a poll timer for retries that come due and leases that expire.
+ *
+ * Processing a run (what it does, and what its outcome makes of it) is src/processing.ts.
+ */
 export default fp(async function worker (fastify) {
   const { config, log } = fastify
   if (config.role === 'ingest') {
@@ -68,7 +69,7 @@ export default fp(async function worker (fastify) {
   const { pool } = fastify.pg
   const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const destinations = await loadDestinations(config.destinations, config.env)
-  const { concurrency, leaseMs, pollMs, lingerMs, maxAttempts, retryBaseMs, retryMaxMs } = config.worker
+  const { concurrency, leaseMs, pollMs, lingerMs, maxAttempts } = config.worker
   fastify.decorate('nothingToDo', (provider: string, eventType: string | null) => {
     const handlers = fastify.providers.definitions.get(provider)?.handlers
     return handlers?.[eventType ?? ''] === undefined && handlers?.['*'] === undefined &&
@@ -163,7 +164,7 @@ export default fp(async function worker (fastify) {
     held.add(claimed.run_id)
     let outcome: Outcome
     try {
-      outcome = await dispatch(claimed)
+      outcome = await dispatch(claimed, fastify.providers.definitions.get(claimed.provider)?.handlers, destinations, log)
     } catch (err) {
       outcome = { outcome: 'retry', reason: (err as Error).message ?? String(err) }
     } finally {
@@ -171,7 +172,7 @@ export default fp(async function worker (fastify) {
       if (backlog) wake()
     }
     const ms = Math.round(performance.now() - started)
-    const finish = toFinish(claimed, outcome, ms)
+    const finish = toFinish(claimed, outcome, ms, id, config.worker)
     try {
       const recorded = await finishes.push({ ...finish, runId: claimed.run_id }).finally(() => { held.delete(claimed.run_id) })
       log.info({ run_id: claimed.run_id, provider: claimed.provider, event_type: claimed.event_type ?? undefined, attempt: claimed.attempts, outcome: finish.status, ms, error: finish.error, stale: recorded ? undefined : true }, 'run processed')
@@ -180,43 +181,6 @@ export default fp(async function worker (fastify) {
     } catch (err) {
       // Not recorded: the lease expires and the run is taken again (at least once, never lost).
       log.warn({ run_id: claimed.run_id, err: { message: (err as Error).message } }, 'could not record the outcome of a run')
-    }
-  }
-
-  async function dispatch (claimed: ClaimedRun): Promise<Outcome> {
-    const definition = fastify.providers.definitions.get(claimed.provider)
-    const handler = definition?.handlers?.[claimed.event_type ?? ''] ?? definition?.handlers?.['*']
-    if (handler !== undefined) {
-      const outcome = await handler(claimed.payload, {
-        runId: claimed.run_id,
-        provider: claimed.provider,
-        eventType: claimed.event_type,
-        attempt: claimed.attempts,
-        log: log.child({ run_id: claimed.run_id })
-      }) ?? done()
-      if (outcome.outcome !== 'done') return outcome
-    }
-    const targets = destinations.filter((destination: Destination) => destination.matches(claimed.provider, claimed.event_type))
-    return worstOf(await Promise.all(targets.map(async destination => await destination.forward(claimed))))
-  }
-
-  function toFinish (claimed: ClaimedRun, outcome: Outcome, ms: number): Finish {
-    const data = { attempt: claimed.attempts, ms, worker: id }
-    switch (outcome.outcome) {
-      case 'done': return { status: 'completed', data }
-      case 'ignore': return { status: 'ignored', data: { ...data, reason: outcome.reason } }
-      case 'failed': return { status: 'failed', error: outcome.reason, data: { ...data, error: outcome.reason } }
-      case 'exception': return {
-        status: 'exception',
-        error: outcome.reason,
-        data: { ...data, reason: outcome.reason },
-        exception: { reason: outcome.reason, details: outcome.details ?? {} }
-      }
-      case 'retry': {
-        if (claimed.attempts >= maxAttempts) return { status: 'failed', error: outcome.reason, data: { ...data, error: outcome.reason, gave_up: true } }
-        const retryInMs = outcome.afterMs ?? backoffMs(claimed.attempts, retryBaseMs, retryMaxMs)
-        return { status: 'retrying', retryInMs, error: outcome.reason, data: { ...data, error: outcome.reason, retry_in_ms: retryInMs } }
-      }
     }
   }
 
