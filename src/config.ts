@@ -5,6 +5,14 @@ import { envSchema } from 'env-schema'
 import { BootError } from './errors.js'
 
 /**
+ * The names of providers and destinations: they become URL paths (/webhooks/<name>), metric labels
+ * and parts of variable names. Written once: every schema and check below uses these.
+ */
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9_-]*$'
+export const NAME = new RegExp(NAME_PATTERN)
+const NAME_BODY = NAME_PATTERN.slice(1, -1)
+
+/**
  * The gateway's configuration, read from the environment once at boot.
  * Provider-specific variables (secrets, tolerances) are declared by each provider and validated
  * when it registers (src/plugins/providers.ts), with the same validator and the same kind of message.
@@ -66,7 +74,7 @@ const schema = {
     DATA_DIR: { type: 'string', minLength: 1, default: './.data' },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     LOG_TRANSPORT: { type: 'string', minLength: 1 },
-    WEBHOOK_PROVIDERS: { type: 'string', pattern: '^\\s*[a-z0-9][a-z0-9_-]*(\\s*,\\s*[a-z0-9][a-z0-9_-]*)*\\s*$' },
+    WEBHOOK_PROVIDERS: { type: 'string', pattern: `^\\s*${NAME_BODY}(\\s*,\\s*${NAME_BODY})*\\s*$` },
     BODY_LIMIT_BYTES: { type: 'integer', minimum: 1, maximum: 104857600, default: 1048576 },
     PUBLIC_BASE_URL: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
     TRUST_PROXY: { type: 'string', pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false' },

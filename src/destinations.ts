@@ -1,6 +1,6 @@
 import { Ajv } from 'ajv'
 import { Agent, request } from 'undici'
-import { ConfigError, readJsonSetting } from './config.js'
+import { ConfigError, NAME_PATTERN, readJsonSetting } from './config.js'
 import { parseSecrets } from './plugins/providers.js'
 import { hmacKey, signStandardWebhook } from './schemes/standard-webhooks.js'
 import { done, failed, raiseException, retryLater, type Outcome } from './outcomes.js'
@@ -29,7 +29,7 @@ const schema = {
     required: ['name', 'url', 'secretEnv'],
     additionalProperties: false,
     properties: {
-      name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$' },
+      name: { type: 'string', pattern: NAME_PATTERN },
       url: { type: 'string', pattern: '^https?://' },
       secretEnv: { type: 'string', pattern: '^[A-Z][A-Z0-9_]*$' },
       providers: { type: 'array', items: { type: 'string' } },

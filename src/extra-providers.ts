@@ -8,7 +8,7 @@ import { hmacScheme, type HmacScheme } from './schemes/hmac.js'
 import { apiKeyScheme } from './schemes/api-key.js'
 import { verifyStandardWebhook, standardWebhooksProvider, standardWebhooksDefinition } from './schemes/standard-webhooks.js'
 import { verifyTimestampedHeader } from './schemes/timestamped.js'
-import { ConfigError, readJsonSetting } from './config.js'
+import { ConfigError, NAME_PATTERN, readJsonSetting } from './config.js'
 import * as outcomes from './outcomes.js'
 
 /**
@@ -40,7 +40,7 @@ const providerSchema = {
   required: ['name', 'secretEnv', 'scheme', 'idempotencyKey'],
   additionalProperties: false,
   properties: {
-    name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$' },
+    name: { type: 'string', pattern: NAME_PATTERN },
     secretEnv: { type: 'string', pattern: '^[A-Z][A-Z0-9_]*$' },
     scheme: { enum: ['hmac', 'standard-webhooks', 'api-key', 'basic'] },
     hmac: {

@@ -7,7 +7,9 @@ import type pg from 'pg'
  */
 export const RUNS_CHANNEL = 'hookgate_runs'
 
-export type RunStatus = 'received' | 'processing' | 'completed' | 'retrying' | 'failed' | 'exception' | 'ignored'
+/** Every status a run can have (the CHECK constraint of ops.runs.status, sql/001). */
+export const RUN_STATUSES = ['received', 'processing', 'completed', 'retrying', 'failed', 'exception', 'ignored'] as const
+export type RunStatus = typeof RUN_STATUSES[number]
 
 export interface ClaimedRun {
   run_id: string

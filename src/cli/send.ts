@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { loadConfig } from '../config.js'
+import { NAME, loadConfig } from '../config.js'
 import { readDevSecrets } from '../dev-secrets.js'
 import { parseSecrets } from '../plugins/providers.js'
 import { isForm, type ProviderPlugin } from '../provider.js'
@@ -17,7 +17,7 @@ const { positionals, values } = parseArgs({
   options: { url: { type: 'string' }, file: { type: 'string' } }
 })
 const name = positionals[0]
-if (name === undefined || !/^[a-z0-9][a-z0-9_-]*$/.test(name)) {
+if (name === undefined || !NAME.test(name)) {
   console.error('usage: npm run send -- <provider> [--url http://127.0.0.1:3000] [--file event.json]')
   process.exit(2)
 }

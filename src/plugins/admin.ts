@@ -2,12 +2,12 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import swagger from '@fastify/swagger'
 import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
-import { requeueRun } from '../queue.js'
+import { RUN_STATUSES, requeueRun } from '../queue.js'
 import { HttpError } from '../errors.js'
 
 const Timestamp = Type.String({ format: 'date-time' })
 const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()])
-const Status = Type.Union(['received', 'processing', 'completed', 'retrying', 'failed', 'exception', 'ignored'].map(s => Type.Literal(s)))
+const Status = Type.Union(RUN_STATUSES.map(s => Type.Literal(s)))
 
 const runProperties = {
   run_id: Type.String({ format: 'uuid' }),

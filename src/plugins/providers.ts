@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { ConfigError, validateEnv, type Config } from '../config.js'
+import { ConfigError, NAME, validateEnv, type Config } from '../config.js'
 import { devSecret } from '../dev-secrets.js'
 import type { ProviderDefinition, ProviderRoute } from '../provider.js'
 
@@ -26,8 +26,6 @@ declare module 'fastify' {
     providers: ProviderRegistry
   }
 }
-
-const NAME = /^[a-z0-9][a-z0-9_-]*$/
 
 export function createProviderRegistry (config: Config): ProviderRegistry {
   const enabled = new Map<string, ProviderRoute>()
