@@ -12,6 +12,7 @@ import providers from './plugins/providers.js'
 import database from './plugins/database.js'
 import metrics from './plugins/metrics.js'
 import protection from './plugins/protection.js'
+import deliveryOutcome from './plugins/delivery-outcome.js'
 import ingest from './plugins/ingest.js'
 import verify from './plugins/verify.js'
 import errors from './plugins/errors.js'
@@ -41,6 +42,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(database)
   await fastify.register(metrics)
   await fastify.register(protection)
+  await fastify.register(deliveryOutcome)
   await fastify.register(ingest)
   await fastify.register(verify)
   await fastify.register(errors)

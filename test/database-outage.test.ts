@@ -74,5 +74,7 @@ t.test('database unreachable: 503 + Retry-After, never a 2xx, and recovery witho
     t.equal(await stored(event.id), 1)
     t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, `${mode}: ready again`)
   }
-  t.ok(logs.some(line => line.outcome === 'unavailable' && line.status === 503), 'the 503 is in the delivery log')
+  const unavailable = logs.filter(line => line.outcome === 'unavailable' && line.status === 503)
+  t.equal(unavailable.length, 2, 'each 503 is in the delivery log')
+  t.ok(unavailable.every(line => line.provider === 'stripe' && typeof line.event_id === 'string' && line.event_id.startsWith('evt_')), 'with the event it could not store')
 })

@@ -34,4 +34,4 @@ export default fp(async function deliveryLog (fastify) {
       }, 'request refused')
     }
   })
-}, { name: 'delivery-log', dependencies: ['ingest', 'metrics'] })
+}, { name: 'delivery-log', dependencies: ['delivery-outcome', 'metrics'] })

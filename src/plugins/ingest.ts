@@ -1,13 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import fp from 'fastify-plugin'
 import { Gauge } from 'prom-client'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { sha256 } from '../signatures.js'
 import { SENSITIVE_HEADERS } from '../redact.js'
-import { DatabaseUnavailableError, HttpError, OverloadedError, errorName } from '../errors.js'
+import { DatabaseUnavailableError, HttpError, OverloadedError } from '../errors.js'
 import { RUNS_CHANNEL } from '../queue.js'
 import { createBatcher } from '../batcher.js'
-import { refusalAggregate } from '../refusal-aggregate.js'
 import { registerPool } from './database.js'
 
 /**
@@ -37,29 +36,9 @@ export interface Delivery {
 
 export interface IngestResult { runId: string, status: 'accepted' | 'duplicate' | 'conflict' }
 
-/** What the one log line of a delivery says (plugins/delivery-log.ts). */
-export interface DeliverySummary {
-  provider: string
-  outcome: 'accepted' | 'duplicate' | 'conflict' | 'rejected' | 'unavailable' | 'handshake'
-  eventId?: string
-  eventType?: string | null
-  runId?: string
-  reason?: string
-}
-
 declare module 'fastify' {
   interface FastifyInstance {
     ingestDelivery: (request: FastifyRequest, delivery: Delivery) => Promise<IngestResult>
-    /**
-     * Refuses a delivery: counts it toward the client's limit, audits it (never its body), notes it
-     * for the log line and answers; past the limit a 429, audited in a per-minute aggregate.
-     */
-    rejectDelivery: (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string, details?: Record<string, unknown>) => Promise<FastifyReply>
-    /** Answers a verified protocol handshake (no run is created; the exchange is audited). */
-    answerHandshake: (request: FastifyRequest, reply: FastifyReply, answer: unknown) => Promise<FastifyReply>
-  }
-  interface FastifyRequest {
-    delivery: DeliverySummary | null
   }
 }
 
@@ -136,13 +115,6 @@ WITH input AS (
 )
 SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake`
 
-/** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
-const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
-
-/** Refusals of limited clients: one row per client, provider, reason and minute, with a count. */
-const AUDIT_AGGREGATES = `INSERT INTO ops.run_events (run_id, type, at, data)
-SELECT NULL, 'rejected_aggregate', (row->>'minute')::timestamptz, row FROM jsonb_array_elements($1::jsonb) AS row`
-
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
  * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker or null). The batch is these joined into one JSON
@@ -168,7 +140,6 @@ export default fp(async function ingest (fastify) {
     }
   })
   fastify.metrics.watchPool('ingest', pool)
-  fastify.decorateRequest('delivery', null)
   const maxPending = fastify.config.ingestBatch.maxPending
   const batcher = createBatcher<Row, StoredRow | undefined>({
     maxSize: fastify.config.ingestBatch.size,
@@ -201,9 +172,9 @@ export default fp(async function ingest (fastify) {
 
   fastify.decorate('ingestDelivery', async function ingestDelivery (request: FastifyRequest, delivery: Delivery): Promise<IngestResult> {
     const { provider, idempotencyKey, eventType, status, raw, payload, replayGuard, event } = delivery
-    const summary: DeliverySummary = { provider, outcome: 'unavailable', eventId: idempotencyKey, eventType }
-    request.delivery = summary
+    const identity = { provider, eventId: idempotencyKey, eventType }
     if (batcher.pending >= maxPending) {
+      request.delivery = { ...identity, outcome: 'unavailable' }
       // The database cannot keep up: refuse now (the sender retries) rather than queue without end.
       fastify.metrics.shed.inc({ cause: 'ingest_queue_full' })
       throw new OverloadedError('ingest_queue_full')
@@ -224,8 +195,7 @@ export default fp(async function ingest (fastify) {
         const run = await batcher.push(row)
         if (run !== undefined) {
           const status = run.is_new ? 'accepted' : run.conflict ? 'conflict' : 'duplicate'
-          summary.runId = run.run_id
-          summary.outcome = status
+          request.delivery = { ...identity, outcome: status, runId: run.run_id }
           if (claimedBy !== null && run.is_new) {
             claimedBy.take({ run_id: run.run_id, provider, event_type: eventType, payload: event, attempts: 1, lease_expired: false })
             handedOver = true
@@ -233,68 +203,17 @@ export default fp(async function ingest (fastify) {
           return { runId: run.run_id, status }
         }
       }
+    } catch (err) {
+      // Not committed (a 503, or a 400 for a payload PostgreSQL refuses): the errors plugin answers.
+      request.delivery = { ...identity, outcome: 'unavailable' }
+      throw err
     } finally {
       if (claimedBy !== null && !handedOver) claimedBy.cancel()
     }
+    request.delivery = { ...identity, outcome: 'unavailable' }
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')
   })
-
-  fastify.decorate('rejectDelivery', async function rejectDelivery (request: FastifyRequest, reply: FastifyReply, statusCode: number, reason: string, details?: Record<string, unknown>) {
-    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
-    // Every refusal counts toward the client's limit (a headers-only 413 costs the sender nothing).
-    const retryAfter = await fastify.countRefusal(request)
-    if (retryAfter !== undefined) return await refuseLimited(request, reply, retryAfter, reason)
-    request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason }
-    await auditWithoutRun(request, 'rejected', { provider, reason, status: statusCode, ...details })
-    return await reply.code(statusCode).send({ error: errorName(statusCode), reason, ...details })
-  })
-
-  // A client past its refusal limit is answered before its body is read, let alone parsed.
-  fastify.addHook('onRequest', async function refuseLimitedClient (request, reply) {
-    if (request.routeOptions.config.provider === undefined) return
-    const retryAfter = await fastify.refusalLimit(request)
-    if (retryAfter !== undefined) return await refuseLimited(request, reply, retryAfter, 'too_many_refusals')
-  })
-
-  /** 429 + Retry-After; audited in the per-minute aggregate, not row by row. */
-  async function refuseLimited (request: FastifyRequest, reply: FastifyReply, retryAfter: number, refused: string): Promise<FastifyReply> {
-    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
-    request.delivery = { ...request.delivery, provider, outcome: 'rejected', reason: 'too_many_refusals' }
-    refusals.count(provider, refused, request.ip)
-    return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: errorName(429), reason: 'too_many_refusals' })
-  }
-
-  const refusals = refusalAggregate(async rows => {
-    await fastify.pg.pool.query({ name: 'audit-refusals', text: AUDIT_AGGREGATES, values: [JSON.stringify(rows)] })
-  }, err => { fastify.log.warn({ err: { message: err.message } }, 'could not audit aggregated refusals') })
-  fastify.addHook('onClose', async () => { await refusals.stop() })
-
-  fastify.decorate('answerHandshake', async function answerHandshake (request: FastifyRequest, reply: FastifyReply, answer: unknown) {
-    const provider = request.routeOptions.config.provider?.definition.name ?? 'unknown'
-    request.delivery = { provider, outcome: 'handshake' }
-    await auditWithoutRun(request, 'handshake', { provider, status: 200 })
-    return await reply.send(answer)
-  })
-
-  /** Who sent what (size and hash, never the body) for a delivery that created no run. */
-  async function auditWithoutRun (request: FastifyRequest, type: string, data: Record<string, unknown>): Promise<void> {
-    const body = Buffer.isBuffer(request.body) ? request.body : undefined
-    const audit = {
-      ...data,
-      request_id: request.id,
-      client_ip: request.ip,
-      body_bytes: body?.length ?? (Number(request.headers['content-length']) || 0),
-      body_sha256: body === undefined ? null : sha256(body).toString('hex')
-    }
-    try {
-      // On the main pool: a flood of forged deliveries does not queue in front of real ones.
-      await fastify.pg.pool.query({ name: 'audit-without-run', text: AUDIT_WITHOUT_RUN, values: [type, JSON.stringify(audit)] })
-    } catch (err) {
-      // The answer does not depend on this row; losing it must not turn a refusal into a 5xx.
-      request.log.warn({ err: { message: (err as Error).message } }, `could not audit a ${type} delivery`)
-    }
-  }
-}, { name: 'ingest', dependencies: ['database', 'metrics', 'protection'] })
+}, { name: 'ingest', dependencies: ['database', 'metrics', 'delivery-outcome'] })
 
 /**
  * The replay guard's key (ProviderDefinition.replayGuard), from the hash of the signed bytes: that hash

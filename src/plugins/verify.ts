@@ -39,4 +39,4 @@ export default fp(async function verify (fastify) {
     if (!VALID_HOST.test(request.host)) throw new HttpError(400, 'invalid_host', 'the Host header is not a valid host[:port]')
     return `${request.protocol}://${request.host}${request.url}`
   }
-}, { name: 'verify', dependencies: ['ingest'] })
+}, { name: 'verify', dependencies: ['delivery-outcome'] })
