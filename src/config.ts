@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { Ajv } from 'ajv'
 import { envSchema } from 'env-schema'
+import { Type, type Static } from 'typebox'
 import { BootError } from './errors.js'
 
 /**
@@ -12,143 +14,69 @@ export const NAME_PATTERN = '^[a-z0-9][a-z0-9_-]*$'
 export const NAME = new RegExp(NAME_PATTERN)
 const NAME_BODY = NAME_PATTERN.slice(1, -1)
 
+const Int = (options: { minimum?: number, maximum?: number, default?: number, description: string }) => Type.Integer(options)
+const Str = (options: { minLength?: number, pattern?: string, default?: string, description: string }) => Type.String(options)
+
 /**
- * The gateway's configuration, read from the environment once at boot.
- * Provider-specific variables (secrets, tolerances) are declared by each provider and validated
- * when it registers (src/plugins/providers.ts), with the same validator and the same kind of message.
+ * Every variable of the gateway, once: its type, bounds, default and meaning. The validated
+ * environment's type derives from it (Static), and so does .env.example (`npm run env:example`,
+ * checked by test/config.test.ts). Providers declare their own variables (src/plugins/providers.ts).
  */
-export interface Config {
-  nodeEnv: string
-  production: boolean
-  port: number
-  host: string
-  /** Unset: an embedded PostgreSQL is started with its data under `dataDir`. */
-  databaseUrl: string | undefined
-  dataDir: string
-  logLevel: string
-  /** A pino transport (`{ target, options }` or `{ targets: [...] }`) to ship logs without code; default JSON on stdout. */
-  logTransport: { target?: string, targets?: unknown[], options?: unknown } | undefined
-  /** Unset: every provider that has a secret (or, outside production, every provider). */
-  webhookProviders: string[] | undefined
-  bodyLimitBytes: number
-  /** The public origin senders post to (`https://hooks.example.com`), for senders that sign the URL (Twilio). */
-  publicBaseUrl: string | undefined
-  /** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
-  trustProxy: boolean | string[] | ((address: string, hop: number) => boolean)
-  dbPoolMax: number
-  dbConnectTimeoutMs: number
-  dbQueryTimeoutMs: number
-  /** Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at once, a lone delivery held at most `lingerMs` for company. */
-  ingestBatch: { size: number, concurrency: number, lingerMs: number, maxPending: number }
-  /** Load shedding (0 = off) and the limit on authentication failures per client IP (0 = off). */
-  protection: { maxEventLoopDelayMs: number, maxHeapBytes: number, authFailureLimit: number, authFailureWindowMs: number }
-  /** /metrics on its own port (on HOST) instead of the public one. */
-  metricsPort: number | undefined
-  /** Against slow clients: a whole request (headers and body) within requestTimeoutMs; idle keep-alive sockets closed after keepAliveTimeoutMs. */
-  http: { requestTimeoutMs: number, keepAliveTimeoutMs: number }
-  shutdownTimeoutMs: number
-  /** After SIGTERM: /readyz answers 503 at once, deliveries are still served this long, then the server closes. */
-  drainDelayMs: number
-  /** No-code providers: a JSON file, or the JSON array itself. */
-  providersConfig: string | undefined
-  /** Drop-in provider files, loaded after the built-in ones (mount it into the image). */
-  providersDir: string | undefined
-  /** `all` (default): receive and process; `ingest`: receive only; `worker`: process only (`hookgate worker`). */
-  role: 'all' | 'ingest' | 'worker'
-  worker: { concurrency: number, leaseMs: number, pollMs: number, lingerMs: number, maxAttempts: number, retryBaseMs: number, retryMaxMs: number }
-  /** Forwarding destinations: a JSON file, or the JSON array itself. */
-  destinations: string | undefined
-  /** Bearer token of the admin API; unset: no admin routes. */
-  adminToken: string | undefined
-  /** The validated environment, for the providers' own variables. */
-  env: Readonly<Record<string, string | undefined>>
-}
+export const ENV_SCHEMA = Type.Object({
+  NODE_ENV: Str({ default: 'development', description: '`development` and `test` generate missing secrets; anything else never does' }),
+  PORT: Int({ minimum: 0, maximum: 65535, default: 3000, description: 'port to listen on' }),
+  HOST: Str({ minLength: 1, default: '0.0.0.0', description: 'address to listen on' }),
+  DATABASE_URL: Type.Optional(Str({ pattern: '^postgres(ql)?://', description: 'postgres://… of the server to use; unset: embedded PostgreSQL under DATA_DIR' })),
+  DATA_DIR: Str({ minLength: 1, default: './.data', description: 'embedded database and development secrets' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' }),
+  LOG_TRANSPORT: Type.Optional(Str({ minLength: 1, description: 'a pino transport, JSON inline or a file ({"target":"pino/file","options":{...}})' })),
+  WEBHOOK_PROVIDERS: Type.Optional(Str({ pattern: `^\\s*${NAME_BODY}(\\s*,\\s*${NAME_BODY})*\\s*$`, description: 'comma-separated providers to enable; unset: every provider whose secret is set (outside production: all)' })),
+  BODY_LIMIT_BYTES: Int({ minimum: 1, maximum: 104857600, default: 1048576, description: 'largest accepted body; larger is a 413' }),
+  PUBLIC_BASE_URL: Type.Optional(Str({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'the origin senders post to (https://hooks.example.com): Twilio signs the URL it requested' })),
+  TRUST_PROXY: Str({ pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false', description: 'believe X-Forwarded-* from: true, a hop count (1), or addresses/CIDRs (10.0.0.0/8,127.0.0.1)' }),
+  DB_POOL_MAX: Int({ minimum: 1, maximum: 1000, default: 10, description: 'PostgreSQL connections per replica for the worker, audits and admin (deliveries have their own)' }),
+  DB_CONNECT_TIMEOUT_MS: Int({ minimum: 100, default: 3000, description: 'waiting for a connection longer than this answers 503' }),
+  DB_QUERY_TIMEOUT_MS: Int({ minimum: 100, default: 10000, description: 'statement timeout (server side, and client side + 1 s)' }),
+  INGEST_BATCH_SIZE: Int({ minimum: 1, maximum: 1000, default: 100, description: 'group commit: at most this many deliveries stored by one statement' }),
+  INGEST_BATCH_CONCURRENCY: Int({ minimum: 1, maximum: 100, default: 1, description: 'group commit: ingest statements in flight at once' }),
+  INGEST_BATCH_LINGER_MS: Int({ minimum: 0, maximum: 50, default: 0, description: 'group commit: hold the oldest waiting delivery up to this long for company (0: send at once)' }),
+  INGEST_MAX_PENDING: Int({ minimum: 1, default: 5000, description: 'deliveries waiting for their statement; past it, 503 + Retry-After' }),
+  UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Int({ minimum: 0, default: 1000, description: 'event-loop lag past which deliveries get 503 + Retry-After (0: off)' }),
+  UNDER_PRESSURE_MAX_HEAP_BYTES: Int({ minimum: 0, default: 0, description: 'heap used past which deliveries get 503 (0: off)' }),
+  AUTH_FAILURE_LIMIT: Int({ minimum: 0, default: 100, description: 'refusals per client (IPv4 address, IPv6 /64) per window before it gets 429 (0: off)' }),
+  AUTH_FAILURE_WINDOW_MS: Int({ minimum: 1000, default: 60000, description: 'the window of AUTH_FAILURE_LIMIT' }),
+  METRICS_PORT: Type.Optional(Int({ minimum: 0, maximum: 65535, description: 'serve /metrics on this port only (on HOST) instead of the public one' })),
+  HTTP_REQUEST_TIMEOUT_MS: Int({ minimum: 1000, default: 30000, description: 'a whole request must arrive within this (headers within 10 s)' }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Int({ minimum: 1000, default: 65000, description: 'idle keep-alive sockets are closed after this' }),
+  SHUTDOWN_TIMEOUT_MS: Int({ minimum: 0, default: 10000, description: 'after SIGTERM (and the drain), in-flight work gets this long before the process is forced out' }),
+  DRAIN_DELAY_MS: Int({ minimum: 0, default: 0, description: 'after SIGTERM, /readyz answers 503 and deliveries are still served this long' }),
+  PROVIDERS_CONFIG: Type.Optional(Str({ minLength: 1, description: 'no-code providers: a JSON file, or the JSON array itself (docs/providers/README.md)' })),
+  ROLE: Type.Enum(['all', 'ingest', 'worker'], { default: 'all', description: 'all, ingest (receive only) or worker (process only)' }),
+  WORKER_CONCURRENCY: Int({ minimum: 1, maximum: 1000, default: 128, description: 'runs processed at once per replica' }),
+  WORKER_LEASE_MS: Int({ minimum: 100, default: 30000, description: 'how long a claimed run stays with a worker that stops renewing it' }),
+  WORKER_POLL_MS: Int({ minimum: 10, default: 1000, description: 'poll interval besides LISTEN/NOTIFY (retries coming due, expired leases)' }),
+  WORKER_LINGER_MS: Int({ minimum: 0, maximum: 1000, default: 20, description: 'a finished run waits this long for company before its outcome is written' }),
+  WORKER_MAX_ATTEMPTS: Int({ minimum: 1, default: 8, description: 'attempts before a run is failed' }),
+  WORKER_RETRY_BASE_MS: Int({ minimum: 1, default: 5000, description: 'backoff between attempts: base' }),
+  WORKER_RETRY_MAX_MS: Int({ minimum: 1, default: 3600000, description: 'backoff between attempts: ceiling' }),
+  DESTINATIONS: Type.Optional(Str({ minLength: 1, description: 'forwarding targets: a JSON file or the JSON array (docs/processing.md)' })),
+  ADMIN_TOKEN: Type.Optional(Str({ minLength: 16, description: 'bearer token of the admin API (16+ characters); unset: no admin routes' })),
+  PROVIDERS_DIR: Type.Optional(Str({ minLength: 1, description: 'a folder of drop-in provider files, loaded at boot' }))
+})
 
-const schema = {
-  type: 'object',
-  properties: {
-    NODE_ENV: { type: 'string', default: 'development' },
-    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
-    HOST: { type: 'string', minLength: 1, default: '0.0.0.0' },
-    DATABASE_URL: { type: 'string', pattern: '^postgres(ql)?://' },
-    DATA_DIR: { type: 'string', minLength: 1, default: './.data' },
-    LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
-    LOG_TRANSPORT: { type: 'string', minLength: 1 },
-    WEBHOOK_PROVIDERS: { type: 'string', pattern: `^\\s*${NAME_BODY}(\\s*,\\s*${NAME_BODY})*\\s*$` },
-    BODY_LIMIT_BYTES: { type: 'integer', minimum: 1, maximum: 104857600, default: 1048576 },
-    PUBLIC_BASE_URL: { type: 'string', pattern: '^https?://[^/?#]+(/[^?#]*)?$' },
-    TRUST_PROXY: { type: 'string', pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false' },
-    DB_POOL_MAX: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
-    DB_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 3000 },
-    DB_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000 },
-    INGEST_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-    INGEST_BATCH_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100, default: 1 },
-    INGEST_BATCH_LINGER_MS: { type: 'integer', minimum: 0, maximum: 50, default: 0 },
-    INGEST_MAX_PENDING: { type: 'integer', minimum: 1, default: 5000 },
-    UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 1000 },
-    UNDER_PRESSURE_MAX_HEAP_BYTES: { type: 'integer', minimum: 0, default: 0 },
-    AUTH_FAILURE_LIMIT: { type: 'integer', minimum: 0, default: 100 },
-    AUTH_FAILURE_WINDOW_MS: { type: 'integer', minimum: 1000, default: 60000 },
-    METRICS_PORT: { type: 'integer', minimum: 0, maximum: 65535 },
-    HTTP_REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, default: 30000 },
-    HTTP_KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, default: 65000 },
-    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, default: 10000 },
-    DRAIN_DELAY_MS: { type: 'integer', minimum: 0, default: 0 },
-    PROVIDERS_CONFIG: { type: 'string', minLength: 1 },
-    ROLE: { type: 'string', enum: ['all', 'ingest', 'worker'], default: 'all' },
-    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 128 },
-    WORKER_LEASE_MS: { type: 'integer', minimum: 100, default: 30000 },
-    WORKER_POLL_MS: { type: 'integer', minimum: 10, default: 1000 },
-    WORKER_LINGER_MS: { type: 'integer', minimum: 0, maximum: 1000, default: 20 },
-    WORKER_MAX_ATTEMPTS: { type: 'integer', minimum: 1, default: 8 },
-    WORKER_RETRY_BASE_MS: { type: 'integer', minimum: 1, default: 5000 },
-    WORKER_RETRY_MAX_MS: { type: 'integer', minimum: 1, default: 3600000 },
-    DESTINATIONS: { type: 'string', minLength: 1 },
-    ADMIN_TOKEN: { type: 'string', minLength: 16 },
-    PROVIDERS_DIR: { type: 'string', minLength: 1 }
+type RawEnv = Static<typeof ENV_SCHEMA>
+
+/**
+ * .env.example: every variable of ENV_SCHEMA with its meaning, commented out at its default. The
+ * providers' variables follow the pattern in the README (`<NAME>_...`).
+ */
+export function envExample (): string {
+  const lines = ['# hookgate configuration: every variable, at its default (generated from src/config.ts: npm run env:example).', '']
+  for (const [name, property] of Object.entries(ENV_SCHEMA.properties) as Array<[string, { description?: string, default?: unknown }]>) {
+    lines.push(`# ${property.description ?? ''}`, `# ${name}=${property.default === undefined ? '' : String(property.default)}`, '')
   }
-} as const
-
-interface RawEnv {
-  NODE_ENV: string
-  PORT: number
-  HOST: string
-  DATABASE_URL?: string
-  DATA_DIR: string
-  LOG_LEVEL: string
-  LOG_TRANSPORT?: string
-  WEBHOOK_PROVIDERS?: string
-  BODY_LIMIT_BYTES: number
-  PUBLIC_BASE_URL?: string
-  TRUST_PROXY: string
-  DB_POOL_MAX: number
-  DB_CONNECT_TIMEOUT_MS: number
-  DB_QUERY_TIMEOUT_MS: number
-  INGEST_BATCH_SIZE: number
-  INGEST_BATCH_CONCURRENCY: number
-  INGEST_BATCH_LINGER_MS: number
-  INGEST_MAX_PENDING: number
-  UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: number
-  UNDER_PRESSURE_MAX_HEAP_BYTES: number
-  AUTH_FAILURE_LIMIT: number
-  AUTH_FAILURE_WINDOW_MS: number
-  METRICS_PORT?: number
-  HTTP_REQUEST_TIMEOUT_MS: number
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: number
-  SHUTDOWN_TIMEOUT_MS: number
-  DRAIN_DELAY_MS: number
-  PROVIDERS_CONFIG?: string
-  ROLE: 'all' | 'ingest' | 'worker'
-  WORKER_CONCURRENCY: number
-  WORKER_LEASE_MS: number
-  WORKER_POLL_MS: number
-  WORKER_LINGER_MS: number
-  WORKER_MAX_ATTEMPTS: number
-  WORKER_RETRY_BASE_MS: number
-  WORKER_RETRY_MAX_MS: number
-  DESTINATIONS?: string
-  ADMIN_TOKEN?: string
-  PROVIDERS_DIR?: string
+  lines.push('# Providers: <NAME>_WEBHOOK_SECRET (or the variable a provider declares) and <NAME>_TOLERANCE_SECONDS.', '# STRIPE_WEBHOOK_SECRET=', '')
+  return lines.join('\n')
 }
 
 /** Validates `data` against a JSON schema of environment variables; the error names the variable. */
@@ -159,6 +87,21 @@ export function validateEnv<T> (schema: object, data: Record<string, string | un
     // Ajv says "env/PORT must be integer"; say it the way an operator reads it.
     const message = (err as Error).message.replace(/env\/(\w+)/g, '$1')
     throw new ConfigError(`invalid configuration: ${message}`)
+  }
+}
+
+const settings = new Ajv({ useDefaults: true, allErrors: true })
+
+/**
+ * The validator of a JSON setting (PROVIDERS_CONFIG, DESTINATIONS): defaults filled in, and every
+ * error in one boot message that names the setting and the field (`invalid DESTINATIONS:
+ * DESTINATIONS/0 must have required property 'url'`), as validateEnv does for variables.
+ */
+export function settingValidator<T> (variable: string, schema: object): (data: unknown) => T {
+  const validate = settings.compile(schema)
+  return data => {
+    if (!validate(data)) throw new ConfigError(`invalid ${variable}: ${settings.errorsText(validate.errors, { dataVar: variable })}`)
+    return data as T
   }
 }
 
@@ -183,10 +126,24 @@ export class ConfigError extends BootError {
   override name = 'ConfigError'
 }
 
+/**
+ * The gateway's configuration, read from the environment once at boot: ENV_SCHEMA's variables,
+ * validated, shaped for the plugins that use them. Provider-specific variables (secrets, tolerances)
+ * are declared by each provider and validated when it registers (src/plugins/providers.ts), with the
+ * same validator and the same kind of message.
+ */
+export type Config = ReturnType<typeof loadConfig>
+
+/** A pino transport (`{ target, options }` or `{ targets: [...] }`) to ship logs without code. */
+export interface LogTransport { target?: string, targets?: unknown[], options?: unknown }
+
+/** Forwarded headers are believed only from these proxies: none, all, N hops, or addresses/CIDRs. */
+export type TrustProxy = boolean | string[] | ((address: string, hop: number) => boolean)
+
 /** Reads and validates the configuration; throws a ConfigError that names the variable. */
-export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
+export function loadConfig (env: Record<string, string | undefined> = process.env) {
   const clean = withoutEmpty(env)
-  const raw = validateEnv<RawEnv>(schema, clean)
+  const raw = validateEnv<RawEnv>(ENV_SCHEMA, clean)
   return {
     nodeEnv: raw.NODE_ENV,
     // Only development and test generate secrets and relax checks: `staging`, `prod`, anything else is production.
@@ -204,7 +161,10 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
+    // Group commit of deliveries: at most `size` per statement, at most `concurrency` statements at
+    // once, a lone delivery held at most `lingerMs` for company.
     ingestBatch: { size: raw.INGEST_BATCH_SIZE, concurrency: raw.INGEST_BATCH_CONCURRENCY, lingerMs: raw.INGEST_BATCH_LINGER_MS, maxPending: raw.INGEST_MAX_PENDING },
+    // Load shedding (0 = off) and the limit on refusals per client (0 = off).
     protection: {
       maxEventLoopDelayMs: raw.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapBytes: raw.UNDER_PRESSURE_MAX_HEAP_BYTES,
@@ -229,26 +189,27 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     },
     destinations: raw.DESTINATIONS,
     adminToken: raw.ADMIN_TOKEN,
-    env: Object.freeze(clean)
+    // The validated environment, for the providers' own variables.
+    env: Object.freeze(clean) as Readonly<Record<string, string | undefined>>
   }
 }
 
 /** LOG_TRANSPORT: inline JSON or a JSON file, read at boot (the logger exists before anything async). */
-function logTransport (value: string): Config['logTransport'] {
+function logTransport (value: string): LogTransport {
   let parsed: unknown
   try {
     parsed = JSON.parse(/^\s*\{/.test(value) ? value : readFileSync(value, 'utf8'))
   } catch (err) {
     throw new ConfigError(`LOG_TRANSPORT: ${(err as Error).message}`)
   }
-  const transport = parsed as NonNullable<Config['logTransport']>
+  const transport = parsed as LogTransport
   if (parsed === null || typeof parsed !== 'object' || (typeof transport.target !== 'string' && !Array.isArray(transport.targets))) {
     throw new ConfigError('LOG_TRANSPORT must be a pino transport: {"target": "...", "options": {...}} or {"targets": [...]}')
   }
   return transport
 }
 
-function parseTrustProxy (value: string): Config['trustProxy'] {
+function parseTrustProxy (value: string): TrustProxy {
   if (value === 'true') return true
   if (value === 'false') return false
   if (/^\d+$/.test(value)) {

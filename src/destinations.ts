@@ -1,6 +1,5 @@
-import { Ajv } from 'ajv'
 import { Agent, request } from 'undici'
-import { ConfigError, NAME_PATTERN, readJsonSetting } from './config.js'
+import { ConfigError, NAME_PATTERN, readJsonSetting, settingValidator } from './config.js'
 import { parseSecrets } from './plugins/providers.js'
 import { hmacKey, signStandardWebhook } from './schemes/standard-webhooks.js'
 import { done, failed, raiseException, retryLater, type Outcome } from './outcomes.js'
@@ -50,13 +49,12 @@ interface DestinationConfig {
   concurrency: number
 }
 
-const validate = new Ajv({ useDefaults: true, allErrors: true }).compile(schema)
+const validate = settingValidator<DestinationConfig[]>('DESTINATIONS', schema)
 
 export async function loadDestinations (value: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<Destination[]> {
   if (value === undefined) return []
   const config = await readJsonSetting('DESTINATIONS', value)
-  if (!validate(config)) throw new ConfigError(`invalid DESTINATIONS: ${new Ajv().errorsText(validate.errors, { dataVar: 'DESTINATIONS' })}`)
-  return (config as DestinationConfig[]).map(entry => {
+  return validate(config).map(entry => {
     const [secret] = parseSecrets(env[entry.secretEnv], entry.secretEnv)
     if (secret === undefined) throw new ConfigError(`destination ${entry.name}: ${entry.secretEnv} is not set (a whsec_ secret to sign what it receives)`)
     // A secret that decodes to no key (empty, all zero bytes) would sign with a key anyone can guess.

@@ -1,14 +1,13 @@
 import { readdir } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { Ajv } from 'ajv'
 import { defineProvider, formFields, parseJson, valueAt, type ProviderDefinition, type ProviderPlugin } from './provider.js'
 import * as signatures from './signatures.js'
 import { hmacScheme, type HmacScheme } from './schemes/hmac.js'
 import { apiKeyScheme } from './schemes/api-key.js'
 import { verifyStandardWebhook, standardWebhooksProvider, standardWebhooksDefinition } from './schemes/standard-webhooks.js'
 import { verifyTimestampedHeader } from './schemes/timestamped.js'
-import { ConfigError, NAME_PATTERN, readJsonSetting } from './config.js'
+import { ConfigError, NAME_PATTERN, readJsonSetting, settingValidator } from './config.js'
 import * as outcomes from './outcomes.js'
 
 /**
@@ -87,14 +86,11 @@ interface ProviderConfig {
   bodyLimit?: number
 }
 
-const validate = new Ajv({ useDefaults: true, allErrors: true }).compile({ type: 'array', items: providerSchema })
+const validate = settingValidator<ProviderConfig[]>('PROVIDERS_CONFIG', { type: 'array', items: providerSchema })
 
 /** The no-code providers of a validated configuration; a bad entry is a boot error naming the field. */
 export function configuredProviders (config: unknown): ProviderPlugin[] {
-  if (!validate(config)) {
-    throw new ConfigError(`invalid PROVIDERS_CONFIG: ${new Ajv().errorsText(validate.errors, { dataVar: 'PROVIDERS_CONFIG' })}`)
-  }
-  return (config as ProviderConfig[]).map((entry, i) => {
+  return validate(config).map((entry, i) => {
     try {
       return configuredProvider(entry)
     } catch (err) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -96,4 +97,15 @@ t.test('a provider left out of WEBHOOK_PROVIDERS has no route', async t => {
   const { app } = await build(t, { WEBHOOK_PROVIDERS: 'stripe' })
   t.equal(app.providers.enabled.size, 1)
   t.equal((await app.inject({ method: 'POST', url: '/webhooks/github' })).statusCode, 404)
+})
+
+t.test('one source for the variables: .env.example and the README follow src/config.ts', async t => {
+  const { ENV_SCHEMA, envExample } = await import('../src/config.js')
+  const root = join(import.meta.dirname, '..')
+  t.equal(readFileSync(join(root, '.env.example'), 'utf8'), envExample(), '.env.example is current (npm run env:example)')
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  for (const name of Object.keys(ENV_SCHEMA.properties)) t.match(readme, `\`${name}\``, `${name} is in the README's configuration table`)
+  const documented = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]+)`/gm)].map(match => match[1])
+  const unknown = documented.filter(name => !(name in ENV_SCHEMA.properties) && !/_(SECRET|TOLERANCE_SECONDS)$/.test(name))
+  t.same(unknown, [], 'the README documents no variable the schema does not know')
 })
