@@ -124,7 +124,7 @@ function configuredProvider (entry: ProviderConfig): ProviderPlugin {
       // A key from a header outside the signed content: the same signed bytes under another key are a replay.
       replayGuard: keySigned ? undefined : 'body',
       signatureHeaders: [entry.hmac!.header],
-      verify: (raw, headers, secrets, now, { toleranceSeconds }) => scheme.verify(raw, headers, secrets, now, toleranceSeconds),
+      verify: scheme.verify,
       sign: (raw, secret, now) => scheme.sign(raw, secret, now)
     })
   }

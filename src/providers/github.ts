@@ -19,7 +19,7 @@ export default defineProvider<{ action?: unknown }>({
   signatureHeaders: ['x-hub-signature-256', 'x-hub-signature'],
   contentTypes: ['application/json', 'application/x-www-form-urlencoded'],
   bodyLimit: 25 * 1024 * 1024,
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) => githubSignature.verify(raw, headers, secrets, now, toleranceSeconds),
+  verify: githubSignature.verify,
   replayGuard: 'body',
   parse: (raw, form) => {
     if (!form) return parseJson(raw.toString('utf8'))

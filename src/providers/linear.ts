@@ -12,9 +12,9 @@ import { hmacScheme } from '../schemes/hmac.js'
 export const linearSignature = hmacScheme({ algorithm: 'sha256', header: 'linear-signature', encoding: 'hex' })
 
 export function verifyLinearSignature (
-  raw: Buffer, headers: Parameters<typeof linearSignature.verify>[1], secrets: readonly string[], now: number, toleranceSeconds: number
+  raw: Buffer, headers: Parameters<typeof linearSignature.verify>[1], secrets: readonly string[], now: number, { toleranceSeconds }: { toleranceSeconds: number }
 ): VerifyResult {
-  const signed = linearSignature.verify(raw, headers, secrets, now, toleranceSeconds)
+  const signed = linearSignature.verify(raw, headers, secrets, now, { toleranceSeconds })
   if (!signed.ok) return signed
   let timestamp: unknown
   try {
@@ -33,9 +33,9 @@ export default defineProvider<{ type?: unknown, action?: unknown }>({
   name: 'linear',
   secretEnv: 'LINEAR_WEBHOOK_SECRET',
   toleranceSeconds: 60,
-  signatureHeaders: ['linear-signature'],
+  signatureHeaders: linearSignature.signatureHeaders,
   replayGuard: 'body',
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) => verifyLinearSignature(raw, headers, secrets, now, toleranceSeconds),
+  verify: verifyLinearSignature,
   identify: (event, headers) => ({
     idempotencyKey: headerValue(headers['linear-delivery']),
     eventType: typeof event.type === 'string' && typeof event.action === 'string'

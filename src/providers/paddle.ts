@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { defineProvider } from '../provider.js'
-import { headerValue, type VerifyResult } from '../signatures.js'
-import { signTimestampedHeader, verifyTimestampedHeader, type TimestampedHeader } from '../schemes/timestamped.js'
+import type { VerifyResult } from '../signatures.js'
+import { timestampedScheme, verifyTimestampedHeader, type TimestampedHeader } from '../schemes/timestamped.js'
 
 /**
  * Paddle Billing: `Paddle-Signature: ts=<unix s>;h1=<hex>[;h1=...]`, HMAC-SHA256 of `${ts}:${rawBody}`
@@ -9,6 +9,7 @@ import { signTimestampedHeader, verifyTimestampedHeader, type TimestampedHeader 
  * default (PADDLE_TOLERANCE_SECONDS). Idempotency key: `event_id`.
  */
 const PADDLE: TimestampedHeader = { itemSeparator: ';', timestampKey: 'ts', signatureKey: 'h1', contentSeparator: ':' }
+const paddleScheme = timestampedScheme(PADDLE, 'paddle-signature')
 
 export function verifyPaddleSignature (
   raw: Buffer, header: string | undefined, secrets: readonly string[], now: number, toleranceSeconds: number
@@ -20,12 +21,11 @@ export default defineProvider<{ event_id?: unknown, event_type?: unknown }>({
   name: 'paddle',
   secretEnv: 'PADDLE_WEBHOOK_SECRET',
   toleranceSeconds: 5,
-  signatureHeaders: ['paddle-signature'],
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) =>
-    verifyPaddleSignature(raw, headerValue(headers['paddle-signature']), secrets, now, toleranceSeconds),
+  signatureHeaders: paddleScheme.signatureHeaders,
+  verify: paddleScheme.verify,
   identify: event => ({ idempotencyKey: event.event_id, eventType: event.event_type }),
   generateSecret: () => `pdl_ntfset_${randomBytes(24).toString('hex')}`,
-  sign: (raw, secret, now) => ({ 'paddle-signature': signTimestampedHeader(PADDLE, raw, secret, now) }),
+  sign: paddleScheme.sign,
   sampleEvent: () => ({
     event_id: `evt_${randomUUID().replaceAll('-', '')}`,
     event_type: 'transaction.completed',

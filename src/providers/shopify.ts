@@ -18,10 +18,10 @@ export const shopifySignature = hmacScheme({ algorithm: 'sha256', header: 'x-sho
 export default defineProvider({
   name: 'shopify',
   secretEnv: 'SHOPIFY_WEBHOOK_SECRET',
-  signatureHeaders: ['x-shopify-hmac-sha256'],
+  signatureHeaders: shopifySignature.signatureHeaders,
   requiredHeaders: ['x-shopify-topic', 'x-shopify-shop-domain', 'x-shopify-api-version', 'x-shopify-webhook-id'],
   replayGuard: 'body+type',
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) => shopifySignature.verify(raw, headers, secrets, now, toleranceSeconds),
+  verify: shopifySignature.verify,
   identify: (_event, headers) => ({
     idempotencyKey: headerValue(headers['x-shopify-event-id']) ?? headerValue(headers['x-shopify-webhook-id']),
     eventType: headerValue(headers['x-shopify-topic'])

@@ -41,9 +41,9 @@ export default defineProvider<SlackEvent>({
   name: 'slack',
   secretEnv: 'SLACK_SIGNING_SECRET',
   toleranceSeconds: 300,
-  signatureHeaders: ['x-slack-signature'],
+  signatureHeaders: slackSignature.signatureHeaders,
   contentTypes: ['application/json', 'application/x-www-form-urlencoded'],
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) => slackSignature.verify(raw, headers, secrets, now, toleranceSeconds),
+  verify: slackSignature.verify,
   unsignedProbe: slackSslCheck,
   handshake: event => event.type === 'url_verification' && typeof event.challenge === 'string' ? { challenge: event.challenge } : undefined,
   identify: (event, headers, raw) => {

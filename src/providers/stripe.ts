@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { defineProvider } from '../provider.js'
-import { headerValue, type VerifyResult } from '../signatures.js'
-import { signTimestampedHeader, verifyTimestampedHeader, type TimestampedHeader } from '../schemes/timestamped.js'
+import type { VerifyResult } from '../signatures.js'
+import { signTimestampedHeader, timestampedScheme, verifyTimestampedHeader, type TimestampedHeader } from '../schemes/timestamped.js'
 
 /**
  * Stripe: `Stripe-Signature: t=<unix s>,v1=<hex>[,v1=<hex>...]`, HMAC-SHA256 of `${t}.${rawBody}`
@@ -10,6 +10,7 @@ import { signTimestampedHeader, verifyTimestampedHeader, type TimestampedHeader 
  * Idempotency key: the event's `id` (signed). Stripe retries for up to 3 days.
  */
 const STRIPE: TimestampedHeader = { itemSeparator: ',', timestampKey: 't', signatureKey: 'v1', contentSeparator: '.', skipUndecodable: true }
+const stripeScheme = timestampedScheme(STRIPE, 'stripe-signature')
 
 export function verifyStripeSignature (
   raw: Buffer, header: string | undefined, secrets: readonly string[], now: number, toleranceSeconds: number
@@ -28,12 +29,11 @@ export default defineProvider<{ id?: unknown, type?: unknown }>({
   name: 'stripe',
   secretEnv: 'STRIPE_WEBHOOK_SECRET',
   toleranceSeconds: 300,
-  signatureHeaders: ['stripe-signature'],
-  verify: (raw, headers, secrets, now, { toleranceSeconds }) =>
-    verifyStripeSignature(raw, headerValue(headers['stripe-signature']), secrets, now, toleranceSeconds),
+  signatureHeaders: stripeScheme.signatureHeaders,
+  verify: stripeScheme.verify,
   identify: event => ({ idempotencyKey: event.id, eventType: event.type }),
   generateSecret: () => `whsec_${randomBytes(24).toString('base64url')}`,
-  sign: (raw, secret, now) => ({ 'stripe-signature': signStripePayload(raw, secret, now) }),
+  sign: stripeScheme.sign,
   sampleEvent: () => ({
     id: `evt_${shortId()}`,
     object: 'event',

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import {
   type VerifyResult, checkTimestamp, decodeDigest, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
+import type { VerifyContext } from '../provider.js'
 
 /**
  * A signature in one header: HMAC (sha1/sha256/sha512) of a signed-content template, hex or base64,
@@ -69,7 +70,10 @@ export function hmacScheme (scheme: HmacScheme) {
   return {
     /** Whether the header `{id}` reads is covered by the signature. */
     signsId: uses('id'),
-    verify (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, toleranceSeconds: number): VerifyResult {
+    /** The header that carries the signature: kept out of storage and logs. */
+    signatureHeaders: [scheme.header],
+    /** A provider's verify as it is (ProviderDefinition.verify): providers take it without an adapter. */
+    verify (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, { toleranceSeconds }: Pick<VerifyContext, 'toleranceSeconds'>): VerifyResult {
       const header = headerValue(headers[scheme.header])
       if (header === undefined || header === '') return rejected('missing_signature_header')
       if (header.length > MAX_SIGNATURE_HEADER_LENGTH || !header.startsWith(prefix)) return rejected('malformed_signature_header')

@@ -1,6 +1,8 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import {
-  type VerifyResult, checkTimestamp, decodeDigest, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
+  type VerifyResult, checkTimestamp, decodeDigest, headerValue, hmac, matchesAny, rejected, verified, MAX_SIGNATURE_HEADER_LENGTH
 } from '../signatures.js'
+import type { VerifyContext } from '../provider.js'
 
 /**
  * One header carrying a timestamp and one or more HMAC-SHA256 hex signatures, any of which may
@@ -60,4 +62,17 @@ export function verifyTimestampedHeader (
 export function signTimestampedHeader (format: TimestampedHeader, raw: Buffer, secret: string, now: number): string {
   const signature = hmac('sha256', secret, `${now}${format.contentSeparator}`, raw).toString('hex')
   return `${format.timestampKey}=${now}${format.itemSeparator}${format.signatureKey}=${signature}`
+}
+
+/**
+ * One provider's scheme, in the shape a provider takes it (ProviderDefinition): the header that
+ * carries it, its verify and its signer, with no adapter in between.
+ */
+export function timestampedScheme (format: TimestampedHeader, header: string) {
+  return {
+    signatureHeaders: [header],
+    verify: (raw: Buffer, headers: IncomingHttpHeaders, secrets: readonly string[], now: number, { toleranceSeconds }: Pick<VerifyContext, 'toleranceSeconds'>): VerifyResult =>
+      verifyTimestampedHeader(format, raw, headerValue(headers[header]), secrets, now, toleranceSeconds),
+    sign: (raw: Buffer, secret: string, now: number): Record<string, string> => ({ [header]: signTimestampedHeader(format, raw, secret, now) })
+  }
 }
