@@ -1,66 +1,30 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import swagger from '@fastify/swagger'
-import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
-import { RUN_STATUSES, requeueRun } from '../queue.js'
-import { HttpError } from '../errors.js'
+import { adminRepository, type AdminRepository } from '../admin/repository.js'
+import {
+  Decision, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
+} from '../admin/schemas.js'
 
-const Timestamp = Type.String({ format: 'date-time' })
-const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()])
-const Status = Type.Union(RUN_STATUSES.map(s => Type.Literal(s)))
-
-const runProperties = {
-  run_id: Type.String({ format: 'uuid' }),
-  provider: Type.String(),
-  idempotency_key: Type.String(),
-  event_type: Nullable(Type.String()),
-  status: Type.String(),
-  attempts: Type.Integer(),
-  received_at: Timestamp,
-  started_at: Nullable(Timestamp),
-  completed_at: Nullable(Timestamp),
-  next_attempt_at: Timestamp,
-  last_error: Nullable(Type.String())
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The admin API's SQL (src/admin/repository.ts); decorated inside the admin plugin's scope only. */
+    adminRepository: AdminRepository
+  }
 }
-const Run = Type.Object(runProperties)
-
-const RunEvent = Type.Object({ type: Type.String(), at: Timestamp, data: Type.Unknown() })
-
-const Exception = Type.Object({
-  exception_id: Type.String({ format: 'uuid' }),
-  run_id: Type.String({ format: 'uuid' }),
-  provider: Type.String(),
-  event_type: Nullable(Type.String()),
-  reason: Type.String(),
-  details: Type.Unknown(),
-  status: Type.String(),
-  created_at: Timestamp,
-  closed_at: Nullable(Timestamp),
-  closed_by: Nullable(Type.String()),
-  resolution: Nullable(Type.String()),
-  note: Nullable(Type.String())
-})
-
-const page = {
-  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'next_cursor of the previous page' }))
-}
-const decision = {
-  note: Type.Optional(Type.String({ maxLength: 2000 })),
-  by: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'who decided (default "admin")' }))
-}
-const Decision = Type.Object(decision, { additionalProperties: false })
-const Failure = Type.Object({ error: Type.String(), message: Type.Optional(Type.String()) })
 
 /**
  * The admin API under /admin (only when ADMIN_TOKEN is set): runs and their history, replay, and the
  * exception queue for human review. `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
  * An encapsulated plugin: its auth hook guards exactly these routes. OpenAPI at /admin/openapi.json.
+ * Shapes in src/admin/schemas.ts, SQL in src/admin/repository.ts: the routes validate and answer.
  */
 export default async function admin (instance: FastifyInstance): Promise<void> {
   const token = instance.config.adminToken as string
   const fastify = instance.withTypeProvider<TypeBoxTypeProvider>()
-  const { pool } = fastify.pg
+  fastify.decorate('adminRepository', adminRepository(fastify.pg.pool))
+  const repository = fastify.adminRepository
 
   await fastify.register(swagger, {
     openapi: {
@@ -98,94 +62,56 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
   fastify.get('/runs', {
     schema: {
       summary: 'List runs, newest first, filtered; keyset pagination',
-      querystring: Type.Object({
-        ...page,
-        provider: Type.Optional(Type.String()),
-        status: Type.Optional(Status),
-        event_type: Type.Optional(Type.String()),
-        since: Type.Optional(Timestamp),
-        until: Type.Optional(Timestamp)
-      }),
+      querystring: RunFilter,
       response: { 200: Type.Object({ runs: Type.Array(Run), next_cursor: Nullable(Type.String()) }) }
     }
-  }, async request => {
-    const q = request.query
-    const { rows } = await pool.query(
-      `SELECT run_id, provider, idempotency_key, event_type, status, attempts, received_at, started_at, completed_at, next_attempt_at, last_error
-       FROM ops.runs
-       WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR event_type = $3)
-         AND ($4::timestamptz IS NULL OR received_at >= $4) AND ($5::timestamptz IS NULL OR received_at < $5)
-         AND ($6::uuid IS NULL OR (received_at, run_id) < (SELECT received_at, run_id FROM ops.runs WHERE run_id = $6))
-       ORDER BY received_at DESC, run_id DESC
-       LIMIT $7`,
-      [q.provider ?? null, q.status ?? null, q.event_type ?? null, q.since ?? null, q.until ?? null, q.cursor ?? null, q.limit])
-    return { runs: rows, next_cursor: rows.length === q.limit ? rows[rows.length - 1].run_id : null }
-  })
+  }, async request => await repository.listRuns(request.query))
 
   fastify.get('/runs/:runId', {
     schema: {
       summary: 'One run with its payload, stored headers, event history and exceptions',
-      params: Type.Object({ runId: Type.String({ format: 'uuid' }) }),
-      response: {
-        200: Type.Object({ ...runProperties, payload: Type.Unknown(), headers: Type.Unknown(), events: Type.Array(RunEvent), exceptions: Type.Array(Exception) }),
-        404: Failure
-      }
+      params: RunParams,
+      response: { 200: RunDetail, 404: Failure }
     }
   }, async (request, reply) => {
-    const { rows: [run] } = await pool.query('SELECT * FROM ops.runs WHERE run_id = $1', [request.params.runId])
-    if (run === undefined) return await reply.code(404).send({ error: 'not_found', message: 'no such run' })
-    const [{ rows: events }, { rows: exceptions }] = await Promise.all([
-      pool.query('SELECT type, at, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [run.run_id]),
-      pool.query(`${EXCEPTIONS} WHERE e.run_id = $1 ORDER BY e.created_at`, [run.run_id])
-    ])
-    return { ...run, events, exceptions }
+    const run = await repository.getRun(request.params.runId)
+    return run ?? await reply.code(404).send({ error: 'not_found', message: 'no such run' })
   })
 
   fastify.post('/runs/:runId/replay', {
     schema: {
       summary: 'Process a run again from its stored payload (a new run event, not a new run)',
-      params: Type.Object({ runId: Type.String({ format: 'uuid' }) }),
+      params: RunParams,
       body: Decision,
       response: { 202: Type.Object({ run_id: Type.String(), status: Type.Literal('received') }), 404: Failure, 409: Failure }
     }
   }, async (request, reply) => {
     const { runId } = request.params
-    if (await requeueRun(pool, runId, 'replay_requested', { by: request.body.by ?? 'admin', note: request.body.note })) {
-      return await reply.code(202).send({ run_id: runId, status: 'received' })
+    switch (await repository.replayRun(runId, { by: request.body.by ?? 'admin', note: request.body.note })) {
+      case 'requeued': return await reply.code(202).send({ run_id: runId, status: 'received' })
+      case 'not_found': return await reply.code(404).send({ error: 'not_found', message: 'no such run' })
+      case 'processing': return await reply.code(409).send({ error: 'conflict', message: 'the run is being processed; replay it once this attempt ends' })
     }
-    const { rowCount } = await pool.query('SELECT 1 FROM ops.runs WHERE run_id = $1', [runId])
-    return rowCount === 0
-      ? await reply.code(404).send({ error: 'not_found', message: 'no such run' })
-      : await reply.code(409).send({ error: 'conflict', message: 'the run is being processed; replay it once this attempt ends' })
   })
 
   fastify.get('/exceptions', {
     schema: {
       summary: 'The human-review queue, newest first',
-      querystring: Type.Object({ ...page, status: Type.Union([Type.Literal('open'), Type.Literal('resolved'), Type.Literal('dismissed')], { default: 'open' }) }),
+      querystring: Type.Object({ ...page, status: ExceptionStatus }),
       response: { 200: Type.Object({ exceptions: Type.Array(Exception), next_cursor: Nullable(Type.String()) }) }
     }
-  }, async request => {
-    const q = request.query
-    const { rows } = await pool.query(
-      `${EXCEPTIONS} WHERE e.status = $1
-         AND ($2::uuid IS NULL OR (e.created_at, e.exception_id) < (SELECT created_at, exception_id FROM ops.exceptions WHERE exception_id = $2))
-       ORDER BY e.created_at DESC, e.exception_id DESC LIMIT $3`, [q.status, q.cursor ?? null, q.limit])
-    return { exceptions: rows, next_cursor: rows.length === q.limit ? rows[rows.length - 1].exception_id : null }
-  })
-
-  const ExceptionParams = Type.Object({ exceptionId: Type.String({ format: 'uuid' }) })
+  }, async request => await repository.listExceptions(request.query.status, request.query.cursor, request.query.limit))
 
   fastify.post('/exceptions/:exceptionId/resolve', {
     schema: {
       summary: 'Resolve an exception: retry the run, or close it with a note',
       params: ExceptionParams,
-      body: Type.Object({ ...decision, action: Type.Union([Type.Literal('retry'), Type.Literal('close')]) }, { additionalProperties: false }),
+      body: Resolution,
       response: { 200: Exception, 404: Failure, 409: Failure }
     }
   }, async request => {
     const { action, note, by = 'admin' } = request.body
-    return await closeException(request.params.exceptionId, 'resolved', { action, note, by })
+    return await repository.closeException(request.params.exceptionId, 'resolved', { action, note, by })
   })
 
   fastify.post('/exceptions/:exceptionId/dismiss', {
@@ -195,54 +121,5 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
       body: Decision,
       response: { 200: Exception, 404: Failure, 409: Failure }
     }
-  }, async request => {
-    return await closeException(request.params.exceptionId, 'dismissed', { note: request.body.note, by: request.body.by ?? 'admin' })
-  })
-
-  /** One transaction: the exception closes, the run follows (requeued, completed or ignored), both audited. */
-  async function closeException (
-    exceptionId: string, status: 'resolved' | 'dismissed', decision: { action?: 'retry' | 'close', note?: string, by: string }
-  ): Promise<Static<typeof Exception>> {
-    const client = await pool.connect()
-    try {
-      await client.query('BEGIN')
-      const { rows: [closed] } = await client.query(
-        `UPDATE ops.exceptions SET status = $2, closed_at = now(), closed_by = $3, resolution = $4, note = $5
-         WHERE exception_id = $1 AND status = 'open' RETURNING run_id`,
-        [exceptionId, status, decision.by, decision.action ?? null, decision.note ?? null])
-      if (closed === undefined) {
-        await client.query('ROLLBACK')
-        const { rowCount } = await pool.query('SELECT 1 FROM ops.exceptions WHERE exception_id = $1', [exceptionId])
-        throw rowCount === 0
-          ? new HttpError(404, 'not_found', 'no such exception')
-          : new HttpError(409, 'conflict', 'the exception is already closed')
-      }
-      const audit = { exception_id: exceptionId, ...decision }
-      const eventType = status === 'dismissed' ? 'exception_dismissed' : 'exception_resolved'
-      if (decision.action === 'retry') {
-        await requeueRun(client, closed.run_id, eventType, audit)
-      } else {
-        // Closed or dismissed: a run that stopped on this exception ends (completed or ignored).
-        await client.query(
-          `WITH ended AS (
-             UPDATE ops.runs SET status = $2, completed_at = now() WHERE run_id = $1 AND status = 'exception' RETURNING run_id
-           )
-           INSERT INTO ops.run_events (run_id, type, data) VALUES ($1, $3, $4::jsonb)`,
-          [closed.run_id, status === 'dismissed' ? 'ignored' : 'completed', eventType, JSON.stringify(audit)])
-      }
-      await client.query('COMMIT')
-      const { rows: [exception] } = await pool.query(`${EXCEPTIONS} WHERE e.exception_id = $1`, [exceptionId])
-      return exception as Static<typeof Exception>
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
-  }
+  }, async request => await repository.closeException(request.params.exceptionId, 'dismissed', { note: request.body.note, by: request.body.by ?? 'admin' }))
 }
-
-const EXCEPTIONS = `
-SELECT e.exception_id, e.run_id, r.provider, r.event_type, e.reason, e.details, e.status, e.created_at,
-       e.closed_at, e.closed_by, e.resolution, e.note
-FROM ops.exceptions e JOIN ops.runs r USING (run_id)`

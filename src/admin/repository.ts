@@ -1,0 +1,112 @@
+import type pg from 'pg'
+import type { Static } from '@fastify/type-provider-typebox'
+import { requeueRun } from '../queue.js'
+import { HttpError } from '../errors.js'
+import type { Exception, Run, RunDetail, RunFilter } from './schemas.js'
+
+/**
+ * The admin API's SQL, behind typed methods (plugins/admin.ts decorates its scope with one): the
+ * routes validate and answer, the repository reads and writes. Keyset pagination everywhere: a page
+ * starts after the cursor row, never at an offset.
+ */
+export interface AdminRepository {
+  listRuns: (filter: Static<typeof RunFilter>) => Promise<{ runs: Array<Static<typeof Run>>, next_cursor: string | null }>
+  /** The run with its payload, stored headers, history and exceptions; undefined if there is none. */
+  getRun: (runId: string) => Promise<Static<typeof RunDetail> | undefined>
+  /** Requeues a run from its stored payload: `processing` while an attempt runs, `not_found` if there is none. */
+  replayRun: (runId: string, decision: Decision) => Promise<'requeued' | 'processing' | 'not_found'>
+  listExceptions: (status: 'open' | 'resolved' | 'dismissed', cursor: string | undefined, limit: number) => Promise<{ exceptions: Array<Static<typeof Exception>>, next_cursor: string | null }>
+  /** Closes an open exception and the run follows; 404 / 409 (HttpError) if there is none or it is closed. */
+  closeException: (exceptionId: string, status: 'resolved' | 'dismissed', decision: Decision & { action?: 'retry' | 'close' }) => Promise<Static<typeof Exception>>
+}
+
+export interface Decision { note?: string, by: string }
+
+const LIST_RUNS = `
+SELECT run_id, provider, idempotency_key, event_type, status, attempts, received_at, started_at, completed_at, next_attempt_at, last_error
+FROM ops.runs
+WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR event_type = $3)
+  AND ($4::timestamptz IS NULL OR received_at >= $4) AND ($5::timestamptz IS NULL OR received_at < $5)
+  AND ($6::uuid IS NULL OR (received_at, run_id) < (SELECT received_at, run_id FROM ops.runs WHERE run_id = $6))
+ORDER BY received_at DESC, run_id DESC
+LIMIT $7`
+
+const EXCEPTIONS = `
+SELECT e.exception_id, e.run_id, r.provider, r.event_type, e.reason, e.details, e.status, e.created_at,
+       e.closed_at, e.closed_by, e.resolution, e.note
+FROM ops.exceptions e JOIN ops.runs r USING (run_id)`
+
+/** A run that stopped on an exception ends when the exception is closed or dismissed (completed or ignored). */
+const END_RUN = `
+WITH ended AS (
+  UPDATE ops.runs SET status = $2, completed_at = now() WHERE run_id = $1 AND status = 'exception' RETURNING run_id
+)
+INSERT INTO ops.run_events (run_id, type, data) VALUES ($1, $3, $4::jsonb)`
+
+export function adminRepository (pool: pg.Pool): AdminRepository {
+  return {
+    async listRuns (q) {
+      const { rows } = await pool.query(LIST_RUNS,
+        [q.provider ?? null, q.status ?? null, q.event_type ?? null, q.since ?? null, q.until ?? null, q.cursor ?? null, q.limit])
+      return { runs: rows, next_cursor: rows.length === q.limit ? rows[rows.length - 1].run_id : null }
+    },
+
+    async getRun (runId) {
+      const { rows: [run] } = await pool.query('SELECT * FROM ops.runs WHERE run_id = $1', [runId])
+      if (run === undefined) return undefined
+      const [{ rows: events }, { rows: exceptions }] = await Promise.all([
+        pool.query('SELECT type, at, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [runId]),
+        pool.query(`${EXCEPTIONS} WHERE e.run_id = $1 ORDER BY e.created_at`, [runId])
+      ])
+      return { ...run, events, exceptions }
+    },
+
+    async replayRun (runId, decision) {
+      if (await requeueRun(pool, runId, 'replay_requested', { by: decision.by, note: decision.note })) return 'requeued'
+      const { rowCount } = await pool.query('SELECT 1 FROM ops.runs WHERE run_id = $1', [runId])
+      return rowCount === 0 ? 'not_found' : 'processing'
+    },
+
+    async listExceptions (status, cursor, limit) {
+      const { rows } = await pool.query(
+        `${EXCEPTIONS} WHERE e.status = $1
+           AND ($2::uuid IS NULL OR (e.created_at, e.exception_id) < (SELECT created_at, exception_id FROM ops.exceptions WHERE exception_id = $2))
+         ORDER BY e.created_at DESC, e.exception_id DESC LIMIT $3`, [status, cursor ?? null, limit])
+      return { exceptions: rows, next_cursor: rows.length === limit ? rows[rows.length - 1].exception_id : null }
+    },
+
+    // One transaction: the exception closes, the run follows (requeued, completed or ignored), both audited.
+    async closeException (exceptionId, status, decision) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const { rows: [closed] } = await client.query(
+          `UPDATE ops.exceptions SET status = $2, closed_at = now(), closed_by = $3, resolution = $4, note = $5
+           WHERE exception_id = $1 AND status = 'open' RETURNING run_id`,
+          [exceptionId, status, decision.by, decision.action ?? null, decision.note ?? null])
+        if (closed === undefined) {
+          await client.query('ROLLBACK')
+          const { rowCount } = await pool.query('SELECT 1 FROM ops.exceptions WHERE exception_id = $1', [exceptionId])
+          throw rowCount === 0
+            ? new HttpError(404, 'not_found', 'no such exception')
+            : new HttpError(409, 'conflict', 'the exception is already closed')
+        }
+        const audit = { exception_id: exceptionId, ...decision }
+        const eventType = status === 'dismissed' ? 'exception_dismissed' : 'exception_resolved'
+        if (decision.action === 'retry') {
+          await requeueRun(client, closed.run_id, eventType, audit)
+        } else {
+          await client.query(END_RUN, [closed.run_id, status === 'dismissed' ? 'ignored' : 'completed', eventType, JSON.stringify(audit)])
+        }
+        await client.query('COMMIT')
+        const { rows: [exception] } = await pool.query(`${EXCEPTIONS} WHERE e.exception_id = $1`, [exceptionId])
+        return exception
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { Type } from '@fastify/type-provider-typebox'
+import { RUN_STATUSES } from '../queue.js'
+
+/** The admin API's shapes (plugins/admin.ts): what it takes and answers, and its OpenAPI document. */
+
+export const Timestamp = Type.String({ format: 'date-time' })
+export const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()])
+export const Status = Type.Union(RUN_STATUSES.map(s => Type.Literal(s)))
+
+export const runProperties = {
+  run_id: Type.String({ format: 'uuid' }),
+  provider: Type.String(),
+  idempotency_key: Type.String(),
+  event_type: Nullable(Type.String()),
+  status: Type.String(),
+  attempts: Type.Integer(),
+  received_at: Timestamp,
+  started_at: Nullable(Timestamp),
+  completed_at: Nullable(Timestamp),
+  next_attempt_at: Timestamp,
+  last_error: Nullable(Type.String())
+}
+export const Run = Type.Object(runProperties)
+
+export const RunEvent = Type.Object({ type: Type.String(), at: Timestamp, data: Type.Unknown() })
+
+export const Exception = Type.Object({
+  exception_id: Type.String({ format: 'uuid' }),
+  run_id: Type.String({ format: 'uuid' }),
+  provider: Type.String(),
+  event_type: Nullable(Type.String()),
+  reason: Type.String(),
+  details: Type.Unknown(),
+  status: Type.String(),
+  created_at: Timestamp,
+  closed_at: Nullable(Timestamp),
+  closed_by: Nullable(Type.String()),
+  resolution: Nullable(Type.String()),
+  note: Nullable(Type.String())
+})
+
+export const page = {
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'next_cursor of the previous page' }))
+}
+export const decision = {
+  note: Type.Optional(Type.String({ maxLength: 2000 })),
+  by: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'who decided (default "admin")' }))
+}
+export const Decision = Type.Object(decision, { additionalProperties: false })
+export const Failure = Type.Object({ error: Type.String(), message: Type.Optional(Type.String()) })
+
+export const RunParams = Type.Object({ runId: Type.String({ format: 'uuid' }) })
+export const ExceptionParams = Type.Object({ exceptionId: Type.String({ format: 'uuid' }) })
+export const ExceptionStatus = Type.Union([Type.Literal('open'), Type.Literal('resolved'), Type.Literal('dismissed')], { default: 'open' })
+export const RunFilter = Type.Object({
+  ...page,
+  provider: Type.Optional(Type.String()),
+  status: Type.Optional(Status),
+  event_type: Type.Optional(Type.String()),
+  since: Type.Optional(Timestamp),
+  until: Type.Optional(Timestamp)
+})
+export const RunDetail = Type.Object({ ...runProperties, payload: Type.Unknown(), headers: Type.Unknown(), events: Type.Array(RunEvent), exceptions: Type.Array(Exception) })
+export const Resolution = Type.Object({ ...decision, action: Type.Union([Type.Literal('retry'), Type.Literal('close')]) }, { additionalProperties: false })
