@@ -2,6 +2,6 @@
 import Fastify from 'fastify'
 
 const app = Fastify({ logger: false, bodyLimit: 1048576 })
-app.post('/webhooks/stripe', async request => ({ status: 'accepted', id: request.body.id }))
+app.post('/webhooks/stripe', async request => ({ status: 'accepted', id: /** @type {{ id?: unknown }} */ (request.body).id }))
 await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
 process.send?.('listening')

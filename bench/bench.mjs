@@ -22,6 +22,7 @@ const OPEN = "status IN ('received', 'retrying', 'processing')"
 const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 40_000)
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
 // BENCH_LEVERS=1: a scenario again with one lever changed at a time.
+/** @type {Scenario[]} */
 const LEVERS = [
   ['lever: no group commit (INGEST_BATCH_SIZE=1)', {}, { INGEST_BATCH_SIZE: '1' }],
   ['lever: three batches in flight (INGEST_BATCH_CONCURRENCY=3)', {}, { INGEST_BATCH_CONCURRENCY: '3' }],
@@ -29,6 +30,11 @@ const LEVERS = [
   ['lever: fixed 1,000 req/s, three batches in flight', { rate: 1000 }, { INGEST_BATCH_CONCURRENCY: '3' }],
   ['lever: fixed 1,000 req/s, 2 ms linger (INGEST_BATCH_LINGER_MS=2)', { rate: 1000 }, { INGEST_BATCH_LINGER_MS: '2' }]
 ]
+
+/**
+ * @typedef {{ duplicateShare?: number, rate?: number, seconds?: number, path?: string, pipeline?: boolean }} LoadOptions
+ * @typedef {[string, LoadOptions, Record<string, string>?]} Scenario
+ */
 
 /** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
 const template = {
@@ -93,7 +99,8 @@ async function cpuSeconds (pid) {
 
 /** CPU per request (µs) of the server, PostgreSQL and the load generator during one run. */
 async function measureCpu (serverPid, run) {
-  let before
+  /** @type {{ server: number, pg: number, client: NodeJS.CpuUsage }} */
+  let before = { server: 0, pg: 0, client: process.cpuUsage() }
   const result = await run(async () => { before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres'), client: process.cpuUsage() } })
   const client = process.cpuUsage(before.client)
   const n = result.result.requests.total || 1
@@ -115,6 +122,9 @@ async function peakRssMb (pid) {
  * One load run: autocannon at saturation, `paced` at a fixed rate. The signed requests are built
  * before the run (the load generator shares the 2 cores: signing during the run would measure the
  * client); `duplicateShare` of them reuse an id.
+ * @param {string} url
+ * @param {LoadOptions} [options]
+ * @param {() => Promise<void>} [onStart]
  */
 async function load (url, { duplicateShare = 0, rate, seconds = DURATION, path } = {}, onStart = async () => {}) {
   // As many signed requests as the run can send: all of them at a fixed rate, else the ceiling's pace.
@@ -254,7 +264,7 @@ try {
   const SINK_ENV = { ROLE: 'all', SINK_SECRET, DESTINATIONS: JSON.stringify([{ name: 'sink', url: `http://127.0.0.1:${sinkPort}/hook`, secretEnv: 'SINK_SECRET', concurrency: 32 }]) }
 
   // 2-4. The gateway, one fresh process per scenario so each peak RSS is its own.
-  const scenarios = [
+  const scenarios = /** @type {Scenario[]} */ ([
     ['hookgate, unique events', {}],
     ['hookgate, 30 % duplicates', { duplicateShare: 0.3 }],
     ['hookgate, fixed 1,000 req/s', { rate: 1000 }],
@@ -266,7 +276,7 @@ try {
     ['pipeline, one loopback destination', { pipeline: true }, SINK_ENV],
     ['pipeline, a handler that does nothing, fixed 1,000 req/s', { rate: 1000, pipeline: true, path: '/webhooks/bench' }, HANDLER_ENV],
     ...(process.env.BENCH_LEVERS === undefined ? [] : LEVERS)
-  ].filter(([name]) => ONLY === undefined || ONLY.test(name))
+  ]).filter(([name]) => ONLY === undefined || ONLY.test(name))
   for (const [index, [name, options, gatewayEnv = {}]] of scenarios.entries()) {
     const port = await freePort()
     const dbName = `bench_${index}`

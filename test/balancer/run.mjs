@@ -114,8 +114,9 @@ ${replicas.map(r => `  server ${r.name} 127.0.0.1:${r.port} check`).join('\n')}
   for (let i = 0; i < TOTAL - distinct; i++) jobs[Math.floor(Math.random() * jobs.length)].copies++
 
   const agent = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 10_000 })
-  const stats = { sent: 0, attempts: 0, answered2xx: 0, retried: 0, status: {}, networkErrors: 0, servedBy: {}, accepted: 0, duplicate: 0, runIds: new Map() }
+  const stats = { sent: 0, attempts: 0, answered2xx: 0, retried: 0, status: /** @type {Record<string, number>} */ ({}), networkErrors: 0, servedBy: /** @type {Record<string, number>} */ ({}), accepted: 0, duplicate: 0, runIds: new Map() }
   const drainAt = Math.floor(jobs.length / 2)
+  /** @type {{ replica: (typeof replicas)[number], at: number } | undefined} */
   let drained
   let next = 0
   async function deliver (event) {
@@ -130,7 +131,7 @@ ${replicas.map(r => `  server ${r.name} 127.0.0.1:${r.port} check`).join('\n')}
         })
         const text = await response.body.text()
         stats.status[response.statusCode] = (stats.status[response.statusCode] ?? 0) + 1
-        const server = response.headers['x-served-by'] ?? '?'
+        const server = String(response.headers['x-served-by'] ?? '?')
         stats.servedBy[server] = (stats.servedBy[server] ?? 0) + 1
         if (response.statusCode === 200) {
           const answer = JSON.parse(text)
@@ -162,6 +163,8 @@ ${replicas.map(r => `  server ${r.name} 127.0.0.1:${r.port} check`).join('\n')}
     }
   }))
   const seconds = (performance.now() - started) / 1000
+  if (drained === undefined) throw new Error('no replica was drained')
+  const { at: drainedAt } = drained
   const exit = await drained.replica.exited
   await agent.close()
 
@@ -170,7 +173,7 @@ ${replicas.map(r => `  server ${r.name} 127.0.0.1:${r.port} check`).join('\n')}
     FROM ops.runs WHERE provider = 'stripe' AND idempotency_key = ANY($1)`, [events.map(e => e.id)])).rows
   const answeredIds = [...stats.runIds.values()].flatMap(set => [...set])
   const [{ found }] = (await query(databaseUrl, 'SELECT count(*)::int AS found FROM ops.runs WHERE run_id = ANY($1::uuid[])', [answeredIds])).rows
-  const events5xx = Object.entries(stats.status).filter(([code]) => code >= 500).reduce((n, [, count]) => n + count, 0)
+  const events5xx = Object.entries(stats.status).filter(([code]) => Number(code) >= 500).reduce((n, [, count]) => n + count, 0)
 
   console.log(`
 hookgate behind HAProxy — 3 replicas, ${TOTAL} deliveries (${distinct} distinct events, ${TOTAL - distinct} duplicates sent alongside their original), replica r2 SIGTERMed after ${drainAt} events
@@ -179,7 +182,7 @@ hookgate behind HAProxy — 3 replicas, ${TOTAL} deliveries (${distinct} distinc
   served by: ${JSON.stringify(stats.servedBy)}
   accepted: ${stats.accepted}, duplicate: ${stats.duplicate}
   stored: ${runs} runs for ${distinctKeys} distinct keys (expected ${distinct}); run ids answered and found: ${found}/${answeredIds.length}
-  drained replica: exit code ${exit.code}${exit.signal === null ? '' : ` (signal ${exit.signal})`}, ${Math.round(performance.now() - drained.at)} ms after SIGTERM at most
+  drained replica: exit code ${exit.code}${exit.signal === null ? '' : ` (signal ${exit.signal})`}, ${Math.round(performance.now() - drainedAt)} ms after SIGTERM at most
 `)
   check(stats.answered2xx === TOTAL, `every delivery answered 2xx (${stats.answered2xx}/${TOTAL})`)
   check(runs === distinct && distinctKeys === distinct, `each distinct event stored exactly once (${runs} runs, ${distinct} events)`)

@@ -17,6 +17,7 @@ import { freePort, query, waitFor } from '../lib/processes.mjs'
 const root = join(import.meta.dirname, '..', '..')
 const SECRET = 'whsec_faults_0123456789abcdef0123'
 const QUERY_TIMEOUT_MS = 2000
+/** @type {Array<{ name: string, sent: number | string, ok: number | string, stored: number | string, extra: string, pass: boolean, attempts?: number }>} */
 const results = []
 const hostile = []
 const failures = []
@@ -78,13 +79,14 @@ try {
   await scenario('PostgreSQL stopped (fast shutdown) for 10 s under load, then started', async ({ databaseUrl }) => {
     const gateway = await startGateway(databaseUrl)
     const events = makeEvents(3000)
+    /** @type {Promise<{ from: number, to: number }> | undefined} */
     let outage
     const stats = await send(gateway.url, events, {
       onProgress: async (answered) => {
         if (answered === 500 && outage === undefined) {
           outage = (async () => {
             await stopPg('fast')
-            const window = { from: performance.now() }
+            const window = { from: performance.now(), to: Infinity }
             await new Promise(resolve => setTimeout(resolve, 10_000))
             window.to = performance.now()
             await startPg()
@@ -123,6 +125,7 @@ try {
   await scenario('ops.runs locked for 8 s by another session (statements pile up, pool and queue exhausted)', async ({ databaseUrl }) => {
     const gateway = await startGateway(databaseUrl, { INGEST_MAX_PENDING: '200' })
     const events = makeEvents(2000)
+    /** @type {Promise<{ from: number, to: number }> | undefined} */
     let lock
     const stats = await send(gateway.url, events, {
       concurrency: 64,
@@ -133,7 +136,7 @@ try {
             await client.connect()
             await client.query('BEGIN')
             await client.query('LOCK TABLE ops.runs IN ACCESS EXCLUSIVE MODE')
-            const window = { from: performance.now() }
+            const window = { from: performance.now(), to: Infinity }
             await new Promise(resolve => setTimeout(resolve, 8000))
             window.to = performance.now()
             await client.query('ROLLBACK')
@@ -165,6 +168,7 @@ try {
       return true
     } catch { return false }
   }
+  /** @type {Array<[string, string, boolean]>} */
   const bootCases = [
     ['DATA_DIR under a file (not a directory)', '/dev/null/hookgate', true],
     ['DATA_DIR on a read-only filesystem', join(work, 'ro', 'data'), mounted(join(work, 'ro'), 'size=4m,ro')],
@@ -242,6 +246,11 @@ function makeEvents (n) {
 }
 
 /** Sends every event until it is answered 2xx (a provider's retries, compressed: 100 ms, then 250 ms). */
+/**
+ * @param {string} url
+ * @param {Array<{ id: string }>} events
+ * @param {{ concurrency?: number, onProgress?: (answered: number) => Promise<void> }} [options]
+ */
 async function send (url, events, { concurrency = 16, onProgress = async () => {} } = {}) {
   const agent = new Agent({ connections: concurrency, keepAliveTimeout: 5000, connect: { timeout: 2000 } })
   const stats = { attempts: 0, ok: 0, status: {}, networkErrors: 0, runIds: new Map(), attemptsLog: [] }
@@ -453,8 +462,8 @@ async function hostileCases (serverUrl) {
     res.on('close', () => res.removeAllListeners('drain'))
     write()
   })
-  await new Promise(resolve => sink.listen(0, '127.0.0.1', resolve))
-  const base = `http://127.0.0.1:${sink.address().port}`
+  await new Promise(resolve => sink.listen(0, '127.0.0.1', () => { resolve(undefined) }))
+  const base = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (sink.address()).port}`
   const destinations = await loadDestinations(JSON.stringify([{ name: 'huge', url: `${base}/huge`, secretEnv: 'S' }, { name: 'bomb', url: `${base}/bomb`, secretEnv: 'S' }]), { S: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' })
   const rss = process.memoryUsage().rss
   const outcomes = await Promise.all(destinations.map(d => d.forward({ run_id: randomBytes(16).toString('hex'), provider: 'stripe', event_type: 'x', payload: {} })))
