@@ -27,12 +27,18 @@ function startWorker (t: { teardown: (fn: () => void) => void }, env: Record<str
 
 const lines = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(line => line !== '')
 
-t.test('kill -9 of a worker mid-run: the lease expires, another worker takes the run, it completes exactly once', async t => {
+/** A database, the jobs provider, an effects file, a short lease, and an ingest-only app to look with. */
+async function leasedSetup (t: Parameters<typeof freshDatabase>[0] & Parameters<typeof build>[0]) {
   const databaseUrl = await freshDatabase(t)
   const providersDir = await jobsProviderDir(t)
   const effects = join(await tempDir(t), 'effects.log')
   const env = { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, EFFECTS_FILE: effects, WORKER_LEASE_MS: '1500', WORKER_POLL_MS: '100', DATA_DIR: await tempDir(t) }
   const { app } = await build(t, { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, JOBS_KEY, ROLE: 'ingest' })
+  return { app, effects, env }
+}
+
+t.test('kill -9 of a worker mid-run: the lease expires, another worker takes the run, it completes exactly once', async t => {
+  const { app, effects, env } = await leasedSetup(t)
 
   const first = startWorker(t, env)
   const delivery = (await deliverJob(app, { id: `slow-${randomUUID()}`, type: 'slow', ms: 2500 })).json()
@@ -62,11 +68,7 @@ t.test('kill -9 of a worker mid-run: the lease expires, another worker takes the
 })
 
 t.test('a run claimed at ingest: processed by the gateway that stored it; after its kill -9, taken again after the lease', async t => {
-  const databaseUrl = await freshDatabase(t)
-  const providersDir = await jobsProviderDir(t)
-  const effects = join(await tempDir(t), 'effects.log')
-  const env = { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, EFFECTS_FILE: effects, WORKER_LEASE_MS: '1500', WORKER_POLL_MS: '100', DATA_DIR: await tempDir(t) }
-  const { app } = await build(t, { DATABASE_URL: databaseUrl, PROVIDERS_DIR: providersDir, JOBS_KEY, ROLE: 'ingest' })
+  const { app, effects, env } = await leasedSetup(t)
   const gateway = startWorker(t, { ...env, ROLE: 'all' }, [])
   const origin = await waitFor(async () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(gateway.output())?.[1], 'the gateway to listen')
   const send = async (event: Record<string, unknown>) => await (await fetch(`${origin}/webhooks/jobs`, {
