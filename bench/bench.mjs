@@ -592,10 +592,10 @@ scenario named, 2026-11-25):
 
 | lever | before | after |
 |---|---|---|
-| a new run claimed by the ingest statement that stores it (\`ROLE=all\`, a free slot, no backlog; docs/processing.md) | a handler that does nothing: 2,299–2,456 runs/s (0.046–0.058×), 6.8–7.9 s of backlog when the load stopped; at 1,000/s PostgreSQL 606–621 µs and the server 387–399 µs per delivery | 3,770–4,756 runs/s (0.092–0.103×), every run completed when the load stopped, lag p99 59–67 ms; at 1,000/s PostgreSQL 410–455 µs, the server 326–369 µs |
+| a new run claimed by the ingest statement that stores it (\`ROLE=all\`, a free slot, no backlog; docs/processing.md) | a handler that does nothing: 2,299–2,456 runs/s (0.046–0.058×), 6.8–7.9 s of backlog when the load stopped; at 1,000/s PostgreSQL 606–621 µs and the server 387–399 µs per delivery | 3,770–4,756 runs/s (0.092–0.103×), every run completed when the load stopped, lag p99 59–67 ms; at 1,000/s PostgreSQL 366–455 µs, the server 326–369 µs |
 | a slot freed when the handler returns, not when its outcome is written | with claims at ingest alone: the direct path closed at saturation (outcomes waiting held every slot) | the direct path stays open; claims only for a backlog |
 | the claim finds its rows by key (\`= ANY\`), not by a join the cached plan hashed over a sequential scan | a backlog of 40,000 runs drained by one worker: 3,295 runs/s, PostgreSQL 322 µs per run | 9,271–9,859 runs/s, 84–92 µs per run (test: queue.test.ts reads the plan) |
-| undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.067–0.072×), server 192–233 µs |
+| undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.063–0.072×), server 192–233 µs |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
@@ -613,13 +613,13 @@ PostgreSQL 91 µs of CPU at 1,000 commits/s on this machine (105 µs unprepared)
 postgres process's CPU read from /proc over 10 s (2026-11-25). A delivery answered only after its
 commit pays for a commit of its own unless it waits for company: at 1,000/s the ingest statements
 carry 1.4 deliveries each, so commits alone take about 65 of the 150 µs targeted, before the 1.4 KB
-row, its three events and their index entries, and the finish. Measured: 410–455 µs per delivery,
+row, its three events and their index entries, and the finish. Measured: 366–455 µs per delivery,
 308 with a 3 ms linger (\`INGEST_BATCH_LINGER_MS=3\`). The 150 µs target would need batches of 5 or
 more at that rate, i.e. a linger of about 5 ms on every delivery.
 
-**Two workers.** One worker draining a backlog used 36–39 µs of its own CPU and 84–92 µs of PostgreSQL's
+**Two workers.** One worker draining a backlog used 33–39 µs of its own CPU and 84–92 µs of PostgreSQL's
 per run: 1.1–1.2 of this machine's 2 cores at 9,300–9,900 runs/s. Two workers reached 1.20–1.40×, at
-42–45 µs per run in the workers and 80–99 in PostgreSQL: 1.6× one worker's rate at that cost takes
+42–45 µs per run in the workers and 80–100 in PostgreSQL: 1.6× one worker's rate at that cost takes
 1.9–2.2 cores, all of the machine and more. The 1.6× target needs PostgreSQL on cores of its own.
 
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
