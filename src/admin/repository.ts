@@ -2,6 +2,7 @@ import type pg from 'pg'
 import type { Static } from '@fastify/type-provider-typebox'
 import { requeueRun } from '../queue.js'
 import { HttpError } from '../errors.js'
+import { sha256 } from '../signatures.js'
 import type { Exception, Run, RunDetail, RunFilter } from './schemas.js'
 
 /**
@@ -16,11 +17,51 @@ export interface AdminRepository {
   /** Requeues a run from its stored payload: `processing` while an attempt runs, `not_found` if there is none. */
   replayRun: (runId: string, decision: Decision) => Promise<'requeued' | 'processing' | 'not_found'>
   listExceptions: (status: 'open' | 'resolved' | 'dismissed', cursor: string | undefined, limit: number) => Promise<{ exceptions: Array<Static<typeof Exception>>, next_cursor: string | null }>
+  /**
+   * Erases the payloads of one provider's runs that match a key, or a value at a JSON path (a
+   * customer's data), keeping the audit facts: hashes, times, outcome, history. An `erased` run
+   * event records who, why and what matched (the value as its hash). Runs not processed yet end as
+   * `ignored`; runs being processed are left alone and listed.
+   */
+  eraseRuns: (request: Erasure) => Promise<{ erased: string[], processing: string[], more: boolean }>
   /** Closes an open exception and the run follows; 404 / 409 (HttpError) if there is none or it is closed. */
   closeException: (exceptionId: string, status: 'resolved' | 'dismissed', decision: Decision & { action?: 'retry' | 'close' }) => Promise<Static<typeof Exception>>
 }
 
 export interface Decision { note?: string, by: string }
+export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
+
+/** The erased payload: what a handler, the admin API and the console see from then on. */
+export const ERASED = { erased: true }
+
+const ERASE = `
+WITH target AS (
+  SELECT run_id, status FROM ops.runs
+  WHERE provider = $1 AND ($2::text IS NULL OR idempotency_key = $2) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
+    AND status <> 'processing' AND payload <> $5::jsonb
+  ORDER BY received_at
+  LIMIT $6
+  FOR UPDATE
+), erased AS (
+  UPDATE ops.runs r
+  SET payload = $5::jsonb, headers = '{}'::jsonb,
+      status = CASE WHEN r.status IN ('received', 'retrying') THEN 'ignored' ELSE r.status END,
+      completed_at = CASE WHEN r.status IN ('received', 'retrying') THEN now() ELSE r.completed_at END,
+      last_error = CASE WHEN r.status IN ('received', 'retrying') THEN 'payload erased before it was processed' ELSE r.last_error END
+  FROM target t
+  WHERE r.run_id = t.run_id
+  RETURNING r.run_id, t.status AS was
+), conflicts AS (
+  UPDATE ops.exceptions e SET details = (e.details - 'payload') || '{"payload_erased": true}'::jsonb
+  FROM erased WHERE e.run_id = erased.run_id AND e.details ? 'payload'
+), logged AS (
+  INSERT INTO ops.run_events (run_id, type, data)
+  SELECT run_id, 'erased', jsonb_build_object('by', $7::text, 'note', $8::text, 'status_before', was, 'matched', $9::jsonb) FROM erased
+), busy AS (
+  SELECT run_id FROM ops.runs
+  WHERE provider = $1 AND status = 'processing' AND ($2::text IS NULL OR idempotency_key = $2) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
+)
+SELECT (SELECT coalesce(array_agg(run_id), '{}') FROM erased) AS erased, (SELECT coalesce(array_agg(run_id), '{}') FROM busy) AS processing`
 
 const LIST_RUNS = `
 SELECT run_id, provider, idempotency_key, event_type, status, attempts, received_at, started_at, completed_at, next_attempt_at, last_error
@@ -73,6 +114,17 @@ export function adminRepository (pool: pg.Pool): AdminRepository {
            AND ($2::uuid IS NULL OR (e.created_at, e.exception_id) < (SELECT created_at, exception_id FROM ops.exceptions WHERE exception_id = $2))
          ORDER BY e.created_at DESC, e.exception_id DESC LIMIT $3`, [status, cursor ?? null, limit])
       return { exceptions: rows, next_cursor: rows.length === limit ? rows[rows.length - 1].exception_id : null }
+    },
+
+    async eraseRuns (request) {
+      const byKey = 'idempotencyKey' in request
+      // What matched is audited without the data itself: a value is kept as its hash.
+      const matched = byKey ? { idempotency_key: request.idempotencyKey } : { path: request.path, value_sha256: sha256(Buffer.from(request.value)).toString('hex') }
+      const { rows: [row] } = await pool.query<{ erased: string[], processing: string[] }>(ERASE, [
+        request.provider, byKey ? request.idempotencyKey : null, byKey ? null : request.path, byKey ? null : request.value,
+        JSON.stringify(ERASED), request.limit, request.by, request.note ?? null, JSON.stringify(matched)
+      ])
+      return { ...row, more: row.erased.length === request.limit }
     },
 
     // One transaction: the exception closes, the run follows (requeued, completed or ignored), both audited.

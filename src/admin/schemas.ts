@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox'
 import { RUN_STATUSES } from '../queue.js'
+import { NAME_PATTERN } from '../config.js'
 
 /** The admin API's shapes (plugins/admin.ts): what it takes and answers, and its OpenAPI document. */
 
@@ -63,3 +64,16 @@ export const RunFilter = Type.Object({
 })
 export const RunDetail = Type.Object({ ...runProperties, payload: Type.Unknown(), headers: Type.Unknown(), events: Type.Array(RunEvent), exceptions: Type.Array(Exception) })
 export const Resolution = Type.Object({ ...decision, action: Type.Union([Type.Literal('retry'), Type.Literal('close')]) }, { additionalProperties: false })
+export const ErasureRequest = Type.Object({
+  provider: Type.String({ pattern: NAME_PATTERN }),
+  idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'the event whose payload to erase' })),
+  path: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 16, description: 'a JSON path in the payload: ["data", "object", "customer"]' })),
+  value: Type.Optional(Type.String({ maxLength: 1000, description: 'erase every payload whose value at `path` is this (text)' })),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500, description: 'runs erased by this call at most; `more` says whether to call again' }),
+  ...decision
+}, { additionalProperties: false })
+export const ErasureResult = Type.Object({
+  erased: Type.Array(Type.String({ format: 'uuid' })),
+  processing: Type.Array(Type.String({ format: 'uuid' }), { description: 'matching runs being processed now, left alone: call again once their attempt ends' }),
+  more: Type.Boolean()
+})

@@ -4,7 +4,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
 import { adminRepository, type AdminRepository } from '../admin/repository.js'
 import {
-  Decision, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
+  Decision, ErasureRequest, ErasureResult, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
 } from '../admin/schemas.js'
 
 declare module 'fastify' {
@@ -92,6 +92,22 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
       case 'not_found': return await reply.code(404).send({ error: 'not_found', message: 'no such run' })
       case 'processing': return await reply.code(409).send({ error: 'conflict', message: 'the run is being processed; replay it once this attempt ends' })
     }
+  })
+
+  fastify.post('/erasure', {
+    schema: {
+      summary: "Erase the payloads of one provider's runs matching an idempotency key, or a value at a JSON path; audit facts are kept",
+      body: ErasureRequest,
+      response: { 200: ErasureResult, 400: Failure }
+    }
+  }, async (request, reply) => {
+    const { provider, idempotency_key: idempotencyKey, path, value, limit, note, by = 'admin' } = request.body
+    if ((idempotencyKey === undefined) === (path === undefined && value === undefined) || (path === undefined) !== (value === undefined)) {
+      return await reply.code(400).send({ error: 'bad_request', message: 'give either idempotency_key, or path and value' })
+    }
+    return await repository.eraseRuns(idempotencyKey !== undefined
+      ? { provider, idempotencyKey, limit, note, by }
+      : { provider, path: path as string[], value: value as string, limit, note, by })
   })
 
   fastify.get('/exceptions', {
