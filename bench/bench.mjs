@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
+import { template } from './stripe-event.mjs'
 import { Pool } from 'undici'
 import { startEmbeddedPostgres } from '../dist/db/embedded.js'
 import { freePort, query, waitFor } from '../test/lib/processes.mjs'
@@ -36,43 +37,7 @@ const LEVERS = [
  * @typedef {[string, LoadOptions, Record<string, string>?]} Scenario
  */
 
-/** A realistic Stripe event of about 1.4 KB; every request gets its own id (or a used one, for duplicates). */
-const template = {
-  object: 'event',
-  api_version: '2024-06-20',
-  created: 1700000000,
-  livemode: false,
-  pending_webhooks: 1,
-  request: { id: 'req_8a7d6f5e4c3b2a19', idempotency_key: 'a4f1c2d3-e5f6-4789-8abc-def012345678' },
-  type: 'payment_intent.succeeded',
-  data: {
-    object: {
-      id: 'pi_3OabcDEFghiJKL0m1NOPqrst',
-      object: 'payment_intent',
-      amount: 2000,
-      amount_capturable: 0,
-      amount_received: 2000,
-      capture_method: 'automatic',
-      client_secret: 'pi_3OabcDEFghiJKL0m1NOPqrst_secret_XyZ',
-      confirmation_method: 'automatic',
-      created: 1700000000,
-      currency: 'usd',
-      customer: 'cus_PqRsTuVwXyZ012',
-      description: 'Order #1042 — 2 × Café Mocha',
-      latest_charge: 'ch_3OabcDEFghiJKL0m1uVwXyZa',
-      livemode: false,
-      metadata: { order_id: '1042', cart: 'c_9f8e7d6c5b4a', channel: 'web', locale: 'fr-FR' },
-      payment_method: 'pm_1OabcDEFghiJKL0mNOPqrSTu',
-      payment_method_types: ['card'],
-      receipt_email: 'ada@example.com',
-      shipping: { name: 'Ada Lovelace', address: { line1: '12 St James Square', city: 'London', postal_code: 'SW1Y 4JH', country: 'GB' } },
-      statement_descriptor_suffix: 'ORDER1042',
-      status: 'succeeded'
-    },
-    previous_attributes: null
-  }
-}
-
+/** A signed request for the shared event (bench/stripe-event.mjs) under its own id (or a used one, for duplicates). */
 function signedRequest (id, path = '/webhooks/stripe') {
   // A Buffer, off the V8 heap: 150,000 bodies as strings make the load generator's own garbage
   // collection pause (10–100 ms) in the middle of a run, which a fixed-rate run counts as latency.
