@@ -516,21 +516,21 @@ On this 2-core machine the load generator, the server and PostgreSQL share the C
 
 | CPU µs per request | bare Fastify | hookgate, unique events | pipeline, a handler that does nothing |
 |---|---|---|---|
-| load generator | 20–23 | 28–39 | 33–41 |
-| server | 18–21 | 78–98 | 111–142 |
-| PostgreSQL | — | 62–97 | 154–210 |
+| load generator | 20–23 | 27–39 | 29–41 |
+| server | 18–21 | 74–98 | 99–142 |
+| PostgreSQL | — | 62–97 | 99–210 (99 since run ids are ordered by time) |
 
 **What two shared cores allow.** 0.35× of a 43,000–50,000 req/s ceiling is 15,000–17,500
 deliveries/s: 2 cores ÷ 16,000/s leaves 125 µs of CPU per delivery for all three processes. The load
-generator takes about 30 of them, and the server and PostgreSQL together take 140–195 for what every
+generator takes about 30 of them, and the server and PostgreSQL together take 137–195 for what every
 delivery needs (its signature checked, the run stored with its 1.4 KB payload as jsonb and its
 \`received\` event, their index entries and WAL, a committed answer): 0.35× is out of reach here. With
-every core busy, 2 cores ÷ 168–234 µs is 8,500–11,900 deliveries/s, 0.17–0.28× of the ceiling, and
+every core busy, 2 cores ÷ 164–234 µs is 8,500–12,200 deliveries/s, 0.17–0.28× of the ceiling, and
 the pipeline with no handler is the same (its runs are completed by the statement that stores them;
-0.14–0.17× measured). A handler that does nothing adds a finish per run: 2 cores ÷ 298–393 µs is
-5,100–6,700 runs/s at most, 0.10–0.16×, under the 0.18× target. The measured runs leave a quarter to a
-third of the CPU idle: 50 connections wait on one statement slot and its commit, so throughput follows
-latency as well as CPU.
+0.14–0.17× measured). A handler that does nothing adds a finish per run: 2 cores ÷ 227–393 µs is
+5,100–8,800 runs/s at most, 0.10–0.18×; 0.12× measured with time-ordered run ids. The measured runs
+leave a quarter to a third of the CPU idle: 50 connections wait on one statement slot and its
+commit, so throughput follows latency as well as CPU.
 
 What moved the figures (unique events, 50 connections unless said):
 
@@ -560,6 +560,7 @@ scenario named, 2026-11-25):
 | a new run claimed by the ingest statement that stores it (\`ROLE=all\`, a free slot, no backlog; docs/processing.md) | a handler that does nothing: 2,299–2,456 runs/s (0.046–0.058×), 6.8–7.9 s of backlog when the load stopped; at 1,000/s PostgreSQL 606–621 µs and the server 387–399 µs per delivery | 3,770–4,756 runs/s (0.092–0.103×), every run completed when the load stopped, lag p99 59–67 ms; at 1,000/s PostgreSQL 366–455 µs, the server 326–369 µs |
 | a slot freed when the handler returns, not when its outcome is written | with claims at ingest alone: the direct path closed at saturation (outcomes waiting held every slot) | the direct path stays open; claims only for a backlog |
 | the claim finds its rows by key (\`= ANY\`), not by a join the cached plan hashed over a sequential scan | a backlog of 40,000 runs drained by one worker: 3,295 runs/s, PostgreSQL 322 µs per run | 9,271–9,859 runs/s, 84–92 µs per run (test: queue.test.ts reads the plan) |
+| run ids ordered by time (UUID version 7, migration 006) instead of random v4 | a handler that does nothing: 4,336 runs/s (0.094×), PostgreSQL 178 µs per delivery; a backlog drained by one worker: 9,560 runs/s, 88 µs per run; ingest with 1 M runs stored: 0.68–0.84× the 10 k figure (\`npm run bench:growth\`) | 5,970 runs/s (0.121×), PostgreSQL 99 µs; 11,754 runs/s, 62 µs per run; 0.92–1.06× |
 | undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.063–0.072×), server 192–233 µs |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
@@ -582,10 +583,10 @@ row, its three events and their index entries, and the finish. Measured: 366–4
 308 with a 3 ms linger (\`INGEST_BATCH_LINGER_MS=3\`). The 150 µs target would need batches of 5 or
 more at that rate, i.e. a linger of about 5 ms on every delivery.
 
-**Two workers.** One worker draining a backlog used 33–39 µs of its own CPU and 84–92 µs of PostgreSQL's
-per run: 1.1–1.2 of this machine's 2 cores at 9,300–9,900 runs/s. Two workers reached 1.20–1.40×, at
-42–45 µs per run in the workers and 80–100 in PostgreSQL: 1.6× one worker's rate at that cost takes
-1.9–2.2 cores, all of the machine and more. The 1.6× target needs PostgreSQL on cores of its own.
+**Two workers.** One worker draining a backlog used 33–39 µs of its own CPU and 62–92 µs of PostgreSQL's
+per run: 1.1–1.2 of this machine's 2 cores at 9,300–11,800 runs/s. Two workers reached 1.20–1.40×, at
+40–45 µs per run in the workers and 58–100 in PostgreSQL: 1.6× one worker's rate at that cost takes
+1.8–2.2 cores, all of the machine or more. The 1.6× target needs PostgreSQL on cores of its own.
 
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
