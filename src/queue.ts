@@ -101,7 +101,11 @@ export interface Finished extends Finish { runId: string }
 // How a batch of attempts ended, in one statement (group commit, like ingest): each run's status,
 // its run event and any exception. Fenced on the lease: a run this worker no longer holds (its
 // lease expired and another worker took it) is left alone, and reported as not finished.
-const FINISH = `
+// The runs are found by their primary key: their ids again as an array ($3), and the status compared
+// in a form no partial index matches. Left to the join, the cached generic plan scanned a partial index
+// of open runs (runs_status_idx, runs_leased_idx), which the planner believes small after a vacuum but
+// which holds an entry, dead or alive, for every run claimed since: 5 ms for 24 runs at 1,000 runs/s.
+export const FINISH = `
 WITH input AS (
   SELECT (f->>'run_id')::uuid AS run_id, f->>'status' AS status, (f->>'retry_in_ms')::float8 AS retry_in_ms,
     f->>'error' AS error, f->'data' AS data, f->'exception' AS exception, ord
@@ -113,7 +117,7 @@ WITH input AS (
       completed_at = CASE WHEN i.status IN ('completed', 'failed', 'ignored', 'exception') THEN now() END,
       last_error = i.error, locked_by = NULL, locked_until = NULL
   FROM input i
-  WHERE r.run_id = i.run_id AND r.locked_by = $1 AND r.status = 'processing'
+  WHERE r.run_id = i.run_id AND r.run_id = ANY ($3::uuid[]) AND r.locked_by = $1 AND coalesce(r.status, '') = 'processing'
   RETURNING r.run_id, i.status, i.data, i.exception, i.ord
 ), logged AS (
   INSERT INTO ops.run_events (run_id, type, data) SELECT run_id, status, data FROM updated ORDER BY ord
@@ -128,7 +132,7 @@ export async function finishRuns (pool: pg.Pool, worker: string, finished: reado
   const items = finished.map(f => ({
     run_id: f.runId, status: f.status, retry_in_ms: f.retryInMs ?? null, error: f.error ?? null, data: f.data, exception: f.exception ?? null
   }))
-  const { rows } = await pool.query<{ run_id: string }>({ name: 'finish-runs', text: FINISH, values: [worker, JSON.stringify(items)] })
+  const { rows } = await pool.query<{ run_id: string }>({ name: 'finish-runs', text: FINISH, values: [worker, JSON.stringify(items), finished.map(f => f.runId)] })
   const recorded = new Set(rows.map(row => row.run_id))
   return finished.map(f => recorded.has(f.runId))
 }

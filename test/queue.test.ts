@@ -1,6 +1,6 @@
 import t from 'tap'
 import pg from 'pg'
-import { CLAIM, claimRuns, finishRuns, renewLeases } from '../src/queue.js'
+import { CLAIM, FINISH, claimRuns, finishRuns, renewLeases } from '../src/queue.js'
 import { migrate } from '../src/db/migrate.js'
 import { freshDatabase } from './helper.js'
 
@@ -88,4 +88,39 @@ t.test('a claim reads the runs it takes, never the whole table, with the plan Po
   }
   walk(plan.Plan)
   t.notOk(scans.some(scan => scan.startsWith('Seq Scan')), `no sequential scan of ops.runs: ${scans.join(', ')}`)
+})
+
+t.test('a batch of outcomes finds its runs by key, whatever the partial indexes of open runs hold', async t => {
+  const { pool, add } = await queue(t)
+  // 5,000 runs claimed and finished, vacuumed and analysed (the partial indexes look empty to the
+  // planner), then 5,000 more claimed and finished since (their dead entries are still in those
+  // indexes), and 24 runs this worker holds.
+  await add(5_000)
+  await claimRuns(pool, 'w', 5_000, 60_000, 8)
+  await pool.query("UPDATE ops.runs SET status = 'completed', locked_by = NULL, locked_until = NULL")
+  await pool.query('VACUUM ANALYZE ops.runs')
+  await pool.query(`INSERT INTO ops.runs (provider, idempotency_key, payload, body_sha256)
+    SELECT 'stripe', 'evt_more_' || g, '{}'::jsonb, '\\x00' FROM generate_series(1, 5024) g`)
+  await claimRuns(pool, 'w', 5_000, 60_000, 8)
+  await pool.query("UPDATE ops.runs SET status = 'completed', locked_by = NULL, locked_until = NULL WHERE status = 'processing'")
+  const held = await claimRuns(pool, 'w', 24, 60_000, 8)
+  t.equal(held.length, 24)
+  const client = await pool.connect()
+  t.teardown(() => { client.release() })
+  // The plan a long-lived connection ends up with: generic.
+  await client.query('SET plan_cache_mode = force_generic_plan')
+  await client.query(`PREPARE finish (text, jsonb, uuid[]) AS ${FINISH}`)
+  const items = JSON.stringify(held.map(run => ({ run_id: run.run_id, status: 'completed', retry_in_ms: null, error: null, data: {}, exception: null })))
+  const ids = `{${held.map(run => run.run_id).join(',')}}`
+  await client.query('BEGIN')
+  const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE finish ('w', ${client.escapeLiteral(items)}, ${client.escapeLiteral(ids)})`)
+  await client.query('ROLLBACK')
+  const scans: string[] = []
+  const walk = (node: { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, Plans?: unknown[] }): void => {
+    if (node['Relation Name'] === 'runs' && node['Node Type'] !== 'ModifyTable') scans.push(`${node['Node Type']} ${node['Index Name'] ?? ''}`.trim())
+    for (const child of node.Plans ?? []) walk(child as typeof node)
+  }
+  walk(plan.Plan)
+  t.ok(scans.length > 0 && scans.every(scan => scan.endsWith('runs_pkey')), `ops.runs read by its primary key only: ${scans.join(', ')}`)
+  t.equal(plan.Plan['Actual Rows'], 24, 'every run finished')
 })
