@@ -2,16 +2,18 @@
 // ingest (2xx only after commit), on 1.4 KB Stripe-signed events. Writes docs/benchmarks.md and a chart.
 // Not a test: figures move with the machine; quote the ratios.
 import { fork, spawn } from 'node:child_process'
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { template } from './stripe-event.mjs'
 import { Pool } from 'undici'
+import pg from 'pg'
 import { startEmbeddedPostgres } from '../dist/db/embedded.js'
 import { freePort, query, waitFor } from '../test/lib/processes.mjs'
 
+const { Pool: PgPool } = pg
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 50
@@ -201,6 +203,8 @@ const database = await startEmbeddedPostgres(join(work, 'pg'), quiet,
 const rows = []
 const pipelines = []
 const drains = []
+/** @type {Array<{ statement: string, calls: number, 'PostgreSQL µs per statement': number }>} */
+const floors = []
 const children = []
 try {
   // 1. The ceiling.
@@ -284,6 +288,13 @@ try {
     if (found !== accepted) process.exitCode = 1
   }
 
+  // 4b. The floor: what one commit costs PostgreSQL on this machine at the paced rate, and the ingest
+  // statement with one delivery each (a delivery that finds no company), on a database of their own.
+  if (ONLY === undefined || ONLY.test('floor')) {
+    floors.push(...await commitFloor(database))
+    console.table(floors)
+  }
+
   // 5. The claim path alone: a backlog (runs stored by an ingest-only replica, or left by an outage)
   // drained by one worker process, then by two on the same database.
   if (ONLY === undefined || ONLY.test('drain')) {
@@ -351,6 +362,56 @@ async function drain (database, workers, env) {
     runs: stats.completed,
     rate: Math.round(stats.completed / stats.span),
     cpu: { workers: Math.round(1e6 * workerCpu / stats.completed), pg: Math.round(1e6 * (after.pg - before.pg) / stats.completed) }
+  }
+}
+
+/**
+ * PostgreSQL's CPU per committed statement at a paced 1,000/s (4 connections, like \`pgbench -R 1000 -c 4\`):
+ * a one-row insert of a 7-byte jsonb, then hookgate's ingest statement (src/plugins/ingest.ts) with
+ * one 1.4 KB delivery each. What a delivery that commits alone cannot go below, whatever the gateway does.
+ */
+async function commitFloor (database) {
+  await query(database.connectionString, 'CREATE DATABASE bench_floor')
+  const databaseUrl = database.connectionString.replace(/\/postgres$/, '/bench_floor')
+  const { migrate } = await import('../dist/db/migrate.js')
+  const { INGEST } = await import('../dist/plugins/ingest.js')
+  await migrate(databaseUrl)
+  // As ingest's own connections run it: one generic plan (src/plugins/ingest.ts).
+  const pool = new PgPool({ connectionString: databaseUrl, max: 4, options: '-c plan_cache_mode=force_generic_plan' })
+  try {
+    await pool.query('CREATE TABLE floor (id bigserial PRIMARY KEY, data jsonb NOT NULL)')
+    const delivery = () => {
+      const id = `evt_floor_${randomBytes(12).toString('hex')}`
+      const payload = JSON.stringify({ id, ...template })
+      return `[["stripe",${JSON.stringify(id)},"payment_intent.succeeded",${payload},"${createHash('sha256').update(payload).digest('hex')}",` +
+        '{"content-type":"application/json"},{"request_id":"floor","client_ip":"127.0.0.1","body_bytes":1400},"received",null,null]]'
+    }
+    const statements = [
+      { statement: 'a one-row insert of {"a":1}, committed', next: () => ({ name: 'floor-insert', text: 'INSERT INTO floor (data) VALUES ($1::jsonb)', values: ['{"a":1}'] }) },
+      { statement: "hookgate's ingest statement, one delivery", next: () => ({ name: 'floor-ingest', text: INGEST, values: [delivery(), 30000] }) }
+    ]
+    const results = []
+    for (const { statement, next } of statements) {
+      for (let i = 0; i < 200; i++) await pool.query(next())
+      const rate = 1000
+      const total = rate * Math.min(DURATION, 8)
+      const before = await cpuSeconds('postgres')
+      const t0 = performance.now()
+      let sent = 0
+      const pending = []
+      await new Promise(resolve => {
+        (function tick () {
+          const due = Math.min(total, Math.floor((performance.now() - t0) * rate / 1000) + 1)
+          while (sent < due) { sent++; pending.push(pool.query(next())) }
+          if (sent < total) setTimeout(tick, 1); else resolve()
+        })()
+      })
+      await Promise.all(pending)
+      results.push({ statement, calls: total, 'PostgreSQL µs per statement': Math.round(1e6 * (await cpuSeconds('postgres') - before) / total) })
+    }
+    return results
+  } finally {
+    await pool.end()
   }
 }
 
@@ -505,6 +566,17 @@ processed by worker processes (\`ROLE=worker\`, the handler that does nothing, \
 | workers | runs completed | runs/s | × one worker | CPU µs per run: workers / PostgreSQL |
 |---|---|---|---|---|
 ${drains.map(d => `| ${d.workers} | ${d.runs} | ${d.rate} | ${(d.rate / drains[0].rate).toFixed(2)}× | ${d.cpu.workers} / ${d.cpu.pg} |`).join('\n')}
+
+`}${floors.length === 0
+? ''
+: `## The floor: what one commit costs PostgreSQL here
+
+Statements at a paced 1,000/s on 4 connections, each committed alone (fsync on), PostgreSQL's CPU per
+statement read from /proc (every postgres process): what a delivery that arrives alone costs at least.
+
+| statement | calls | PostgreSQL µs per statement |
+|---|---|---|
+${floors.map(f => `| ${f.statement} | ${f.calls} | ${f['PostgreSQL µs per statement']} |`).join('\n')}
 
 `}Reproduce: \`npm ci && npm run bench\` (this run: BENCH_SECONDS=${DURATION}; default 10; \`BENCH_LEVERS=1\` adds the lever rows;
 \`BENCH_ONLY=<regex>\` runs some scenarios only).

@@ -53,7 +53,7 @@ declare module 'fastify' {
 // `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race).
-const INGEST = `
+export const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
     decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
