@@ -634,14 +634,17 @@ scenario named, 2026-11-25):
 | the claim finds its rows by key (\`= ANY\`), not by a join the cached plan hashed over a sequential scan | a backlog of 40,000 runs drained by one worker: 3,295 runs/s, PostgreSQL 322 µs per run | 9,271–9,859 runs/s, 84–92 µs per run (test: queue.test.ts reads the plan) |
 | run ids ordered by time (UUID version 7, migration 006) instead of random v4 | a handler that does nothing: 4,336 runs/s (0.094×), PostgreSQL 178 µs per delivery; a backlog drained by one worker: 9,560 runs/s, 88 µs per run; ingest with 1 M runs stored: 0.68–0.84× the 10 k figure (\`npm run bench:growth\`) | 5,970 runs/s (0.121×), PostgreSQL 99 µs; 11,754 runs/s, 62 µs per run; 0.92–1.06× |
 | undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.063–0.072×), server 192–233 µs |
+| the finish finds its runs by primary key (their ids as an array, the status compared in a form no partial index matches) instead of a cached plan that read \`runs_status_idx\`, which keeps an entry for every run claimed since the last vacuum (2026-11-30, two interleaved pairs, a slower day: ceiling 27,000–33,000 req/s) | a handler that does nothing: 3,148–3,362 runs/s (0.10–0.11×), PostgreSQL 179–213 µs per delivery, the finish statement 79–103 µs of it; at 1,000/s the finish 135–164 µs per delivery (5 ms a call of 24 runs) | 4,048–4,056 runs/s (0.15×), PostgreSQL 138–148 µs, the finish 48–51; at 1,000/s 55–56 µs (1.3 ms a call) |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
 of the updates found room for HOT; a queue row inserted and deleted per run costs what the index
 entries saved); dropping the foreign key of \`ops.run_events\` moved PostgreSQL's CPU by less than the
 noise; one \`processing\` event less per run, 6–10 %, but the history would lose the attempt's start.
-A 3 ms ingest linger at 1,000/s cuts the server's CPU per delivery by 17 % and PostgreSQL's by 27 %
-(p50 1.9 → 4.6 ms, p99 unchanged): \`INGEST_BATCH_LINGER_MS\` for deployments short of CPU.
+An ingest linger (\`INGEST_BATCH_LINGER_MS\`, 2 ms by default since 2026-11-30): at a paced 1,000/s with a
+handler, two interleaved runs of 0 / 2 / 4 ms: PostgreSQL 405–424 / 267–301 / 260–305 µs per delivery,
+the server 448–499 / 384–405 / 359–434, p99 12.5–16.5 / 13.4–13.5 / 13.0–19.1 ms, p50 1.9–2.3 / 4.2–4.4 /
+5.8–6.9 ms. Under load a delivery has waited longer than the linger already: no delay at saturation.
 A smaller young generation (\`node --max-semi-space-size=4\`) takes 38 MB off the peak RSS with a
 destination (241 → 203 MB) for 12 % more server CPU.
 
@@ -663,9 +666,9 @@ per run: 1.1–1.2 of this machine's 2 cores at 9,300–11,800 runs/s. Two worke
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
 ~150 a row in a batch) and the server ~550 µs per delivery, so the machine is about half busy and
-bursts queue: p50 2–4 ms, p99 20–37 ms. A 2 ms linger (\`INGEST_BATCH_LINGER_MS=2\`) cuts
-PostgreSQL's CPU per delivery by a quarter to a third, but every delivery waits for it and p99 did not
-improve in these runs: it stays off by default, for deployments that are short of database CPU.
+bursts queue: p50 2–4 ms, p99 20–37 ms. A 2 ms linger (\`INGEST_BATCH_LINGER_MS=2\`, the default)
+cuts PostgreSQL's CPU per delivery by a quarter to a third; every delivery waits for it (p50 +2 ms)
+and p99 did not move in these runs. \`INGEST_BATCH_LINGER_MS=0\` sends each delivery at once.
 `)
 }
 

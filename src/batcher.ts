@@ -2,7 +2,7 @@
  * Group commit. Items pushed while fewer than `concurrency` batches are in flight leave at once
  * (after the current I/O phase, so a burst read in one turn of the event loop goes together,
  * spread over the free slots); items pushed while the database is busy wait for the next free slot
- * and leave together, up to `maxSize` per batch. By default a lone request is never held back;
+ * and leave together, up to `maxSize` per batch. With no linger a lone request is never held back;
  * under load, batches grow by themselves to whatever arrived during one commit.
  *
  * `lingerMs` trades a little latency for fewer statements at moderate rates: a free slot waits

@@ -39,7 +39,7 @@ export const ENV_SCHEMA = Type.Object({
   DB_QUERY_TIMEOUT_MS: Int({ minimum: 100, default: 10000, description: 'statement timeout (server side, and client side + 1 s)' }),
   INGEST_BATCH_SIZE: Int({ minimum: 1, maximum: 1000, default: 100, description: 'group commit: at most this many deliveries stored by one statement' }),
   INGEST_BATCH_CONCURRENCY: Int({ minimum: 1, maximum: 100, default: 1, description: 'group commit: ingest statements in flight at once' }),
-  INGEST_BATCH_LINGER_MS: Int({ minimum: 0, maximum: 50, default: 0, description: 'group commit: hold the oldest waiting delivery up to this long for company (0: send at once)' }),
+  INGEST_BATCH_LINGER_MS: Int({ minimum: 0, maximum: 50, default: 2, description: 'group commit: hold the oldest waiting delivery up to this long for company (0: send at once)' }),
   INGEST_MAX_PENDING: Int({ minimum: 1, default: 5000, description: 'deliveries waiting for their statement; past it, 503 + Retry-After' }),
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Int({ minimum: 0, default: 1000, description: 'event-loop lag past which deliveries get 503 + Retry-After (0: off)' }),
   UNDER_PRESSURE_MAX_HEAP_BYTES: Int({ minimum: 0, default: 0, description: 'heap used past which deliveries get 503 (0: off)' }),
