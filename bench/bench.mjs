@@ -222,6 +222,20 @@ try {
   }
   bare.kill()
   const ceiling = rows[0].rps
+  // The floor of a durable answer: bare Fastify that commits one insert of the body before each answer.
+  if (ONLY === undefined || ONLY.test('floor')) {
+    await query(database.connectionString, 'CREATE DATABASE bench_floor_http')
+    const floorPort = await freePort()
+    const floor = fork(join(import.meta.dirname, 'bare-server.mjs'), {
+      env: { PORT: String(floorPort), DATABASE_URL: database.connectionString.replace(/\/postgres$/, '/bench_floor_http') }, stdio: 'ignore'
+    })
+    children.push(floor)
+    await new Promise(resolve => floor.once('message', resolve))
+    await load(`http://127.0.0.1:${floorPort}`, { rate: 1000, seconds: WARMUP })
+    const floorFixed = await measureCpu(floor.pid, async onStart => await load(`http://127.0.0.1:${floorPort}`, { rate: 1000 }, onStart))
+    rows.push(row('floor: bare Fastify + one committed insert, fixed 1,000 req/s', floorFixed, ceiling, await peakRssMb(floor.pid)))
+    floor.kill()
+  }
 
   // The loopback destination, in a process of its own.
   const sinkPort = await freePort()
