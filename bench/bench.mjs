@@ -662,20 +662,25 @@ the server 448–499 / 384–405 / 359–434, p99 12.5–16.5 / 13.4–13.5 / 13
 A smaller young generation (\`node --max-semi-space-size=4\`) takes 38 MB off the peak RSS with a
 destination (241 → 203 MB) for 12 % more server CPU.
 
-**PostgreSQL's CPU at 1,000 deliveries/s.** A committed one-row insert of a 7-byte jsonb costs
-PostgreSQL 91 µs of CPU at 1,000 commits/s on this machine (105 µs unprepared): \`pgbench -n -M prepared
--R 1000 -T 12 -c 4 -f one.sql\` with \`INSERT INTO t (data) VALUES ('{"a":1}')\`, PostgreSQL 15, fsync on, every
-postgres process's CPU read from /proc over 10 s (2026-11-25). A delivery answered only after its
-commit pays for a commit of its own unless it waits for company: at 1,000/s the ingest statements
-carry 1.4 deliveries each, so commits alone take about 65 of the 150 µs targeted, before the 1.4 KB
-row, its three events and their index entries, and the finish. Measured: 366–455 µs per delivery,
-308 with a 3 ms linger (\`INGEST_BATCH_LINGER_MS=3\`). The 150 µs target would need batches of 5 or
-more at that rate, i.e. a linger of about 5 ms on every delivery.
+**PostgreSQL's CPU at 1,000 deliveries/s.** The floor table and the floor row measure, in the same run,
+what one commit costs on this machine. Run of 2026-11-30 14:41 (a slower day: bare Fastify 30,480 req/s,
+101 µs of server CPU per request at 1,000/s): a committed one-row insert paced at 1,000/s costs
+PostgreSQL 137 µs (119–202 µs in other runs that day; 91 µs with pgbench on 2026-11-25), and bare
+Fastify committing one insert of each body before it answers costs the server 200 µs and PostgreSQL
+176 µs per request. Any gateway that answers after its own commit and commits each delivery alone
+pays that much, so the 150 µs targeted for PostgreSQL (ingest and processing together) is below the
+price of the one commit. hookgate at 1,000/s in the same run: PostgreSQL 211 µs per delivery for ingest
+(1.2× the floor row) and 249 with a handler's processing; the server 329 and 331 µs (1.6× the floor
+row, 3.3× bare Fastify). What gets below the floor is company: the 2 ms linger makes 2–3 deliveries
+share a commit (PostgreSQL 405–424 → 267–301 µs per delivery with a handler, interleaved runs); the
+ingest statement with one delivery costs 450–524 µs against the floor's 137–202, and a 5 ms linger
+would be needed for batches of five.
 
-**Two workers.** One worker draining a backlog used 33–39 µs of its own CPU and 62–92 µs of PostgreSQL's
-per run: 1.1–1.2 of this machine's 2 cores at 9,300–11,800 runs/s. Two workers reached 1.20–1.40×, at
-40–45 µs per run in the workers and 58–100 in PostgreSQL: 1.6× one worker's rate at that cost takes
-1.8–2.2 cores, all of the machine or more. The 1.6× target needs PostgreSQL on cores of its own.
+**Two workers.** Run of 2026-11-30: one worker drained the backlog at 8,314 runs/s using 47 µs of its
+own CPU and 98 µs of PostgreSQL's per run, 1.2 of this machine's 2 cores; two reached 9,114 (1.10×) at 54
+and 119 µs. 1.6× one worker's rate (13,300 runs/s) at the two-worker cost takes 13,300 × 173 µs = 2.3
+cores, more than the machine (2026-11-25: 1.20–1.40×, 1.8–2.2 cores needed). The 1.6× target needs
+PostgreSQL on cores of its own.
 
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
