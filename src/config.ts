@@ -27,6 +27,7 @@ export const ENV_SCHEMA = Type.Object({
   PORT: Int({ minimum: 0, maximum: 65535, default: 3000, description: 'port to listen on' }),
   HOST: Str({ minLength: 1, default: '0.0.0.0', description: 'address to listen on' }),
   DATABASE_URL: Type.Optional(Str({ pattern: '^postgres(ql)?://', description: 'postgres://… of the server to use; unset: embedded PostgreSQL under DATA_DIR' })),
+  DATABASE_READ_URL: Type.Optional(Str({ pattern: '^postgres(ql)?://', description: 'a read replica of DATABASE_URL for the admin API\'s lists and run pages (they may lag the primary); unset: DATABASE_URL' })),
   DATA_DIR: Str({ minLength: 1, default: './.data', description: 'embedded database and development secrets' }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' }),
   LOG_TRANSPORT: Type.Optional(Str({ minLength: 1, description: 'a pino transport, JSON inline or a file ({"target":"pino/file","options":{...}})' })),
@@ -151,6 +152,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     port: raw.PORT,
     host: raw.HOST,
     databaseUrl: raw.DATABASE_URL,
+    databaseReadUrl: readReplica(raw.DATABASE_READ_URL, raw.DATABASE_URL),
     dataDir: resolve(raw.DATA_DIR),
     logLevel: raw.LOG_LEVEL,
     logTransport: raw.LOG_TRANSPORT === undefined ? undefined : logTransport(raw.LOG_TRANSPORT),
@@ -192,6 +194,12 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     // The validated environment, for the providers' own variables.
     env: Object.freeze(clean) as Readonly<Record<string, string | undefined>>
   }
+}
+
+/** A read replica is a replica of DATABASE_URL's server: the embedded database has none. */
+function readReplica (readUrl: string | undefined, databaseUrl: string | undefined): string | undefined {
+  if (readUrl !== undefined && databaseUrl === undefined) throw new ConfigError('DATABASE_READ_URL is a replica of DATABASE_URL: set DATABASE_URL too (the embedded database has no replica)')
+  return readUrl
 }
 
 /** LOG_TRANSPORT: inline JSON or a JSON file, read at boot (the logger exists before anything async). */

@@ -84,20 +84,24 @@ WITH ended AS (
 )
 INSERT INTO ops.run_events (run_id, type, data) VALUES ($1, $3, $4::jsonb)`
 
-export function adminRepository (pool: pg.Pool): AdminRepository {
+/**
+ * `pool` is the primary: every write, and every read a write depends on. `reads` serves the lists and
+ * the run page: DATABASE_READ_URL's replica when set (what it shows may lag the primary), else `pool`.
+ */
+export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRepository {
   return {
     async listRuns (q) {
-      const { rows } = await pool.query(LIST_RUNS,
+      const { rows } = await reads.query(LIST_RUNS,
         [q.provider ?? null, q.status ?? null, q.event_type ?? null, q.since ?? null, q.until ?? null, q.cursor ?? null, q.limit])
       return { runs: rows, next_cursor: rows.length === q.limit ? rows[rows.length - 1].run_id : null }
     },
 
     async getRun (runId) {
-      const { rows: [run] } = await pool.query('SELECT * FROM ops.runs WHERE run_id = $1', [runId])
+      const { rows: [run] } = await reads.query('SELECT * FROM ops.runs WHERE run_id = $1', [runId])
       if (run === undefined) return undefined
       const [{ rows: events }, { rows: exceptions }] = await Promise.all([
-        pool.query('SELECT type, at, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [runId]),
-        pool.query(`${EXCEPTIONS} WHERE e.run_id = $1 ORDER BY e.created_at`, [runId])
+        reads.query('SELECT type, at, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [runId]),
+        reads.query(`${EXCEPTIONS} WHERE e.run_id = $1 ORDER BY e.created_at`, [runId])
       ])
       return { ...run, events, exceptions }
     },
@@ -109,7 +113,7 @@ export function adminRepository (pool: pg.Pool): AdminRepository {
     },
 
     async listExceptions (status, cursor, limit) {
-      const { rows } = await pool.query(
+      const { rows } = await reads.query(
         `${EXCEPTIONS} WHERE e.status = $1
            AND ($2::uuid IS NULL OR (e.created_at, e.exception_id) < (SELECT created_at, exception_id FROM ops.exceptions WHERE exception_id = $2))
          ORDER BY e.created_at DESC, e.exception_id DESC LIMIT $3`, [status, cursor ?? null, limit])

@@ -51,12 +51,17 @@ export async function registerPool (fastify: FastifyInstance, options: {
   name?: string
   max: number
   applicationName: string
+  /** Another server than the gateway's database (a read replica); default fastify.databaseUrl. */
+  connectionString?: string
+  /** Every transaction read-only (a replica refuses writes anyway; this says so on any server). */
+  readOnly?: boolean
   /** Awaited before a new connection serves its first query (pg-pool's onConnect). */
   onConnect?: (client: pg.ClientBase) => Promise<void>
 }): Promise<pg.Pool> {
   const { config } = fastify
   await fastify.register(fastifyPostgres, {
-    connectionString: fastify.databaseUrl,
+    connectionString: options.connectionString ?? fastify.databaseUrl,
+    ...(options.readOnly === true ? { options: '-c default_transaction_read_only=on' } : {}),
     connectionTimeoutMillis: config.dbConnectTimeoutMs,
     statement_timeout: config.dbQueryTimeoutMs,
     query_timeout: config.dbQueryTimeoutMs + 1000,
