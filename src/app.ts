@@ -19,7 +19,9 @@ import errors from './plugins/errors.js'
 import deliveryLog from './plugins/delivery-log.js'
 import health from './plugins/health.js'
 import worker from './plugins/worker.js'
+import adminData from './plugins/admin-data.js'
 import admin from './plugins/admin.js'
+import operatorConsole from './plugins/console.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -32,7 +34,8 @@ declare module 'fastify' {
  * shedding and the authentication-failure limit, ingest, the shared
  * verify hook, error answers, the delivery log line, health, the worker), then every provider file found in
  * src/providers/ (autoloaded: dropping a file there is all it takes), then the no-code providers of
- * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR, then the admin API (when ADMIN_TOKEN is set).
+ * PROVIDERS_CONFIG and the drop-in files of PROVIDERS_DIR, then the admin API and the operator console
+ * (when ADMIN_TOKEN is set).
  */
 const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify, { config }) {
   fastify.decorate('config', config)
@@ -52,7 +55,11 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
   for (const provider of await extraProviders(config)) await fastify.register(provider)
-  if (config.adminToken !== undefined) await fastify.register(admin, { prefix: '/admin' })
+  if (config.adminToken !== undefined) {
+    await fastify.register(adminData)
+    await fastify.register(admin, { prefix: '/admin' })
+    await fastify.register(operatorConsole, { prefix: '/console' })
+  }
   fastify.providers.assertEnabled()
 }
 

@@ -61,7 +61,7 @@ export const ENV_SCHEMA = Type.Object({
   WORKER_RETRY_BASE_MS: Int({ minimum: 1, default: 5000, description: 'backoff between attempts: base' }),
   WORKER_RETRY_MAX_MS: Int({ minimum: 1, default: 3600000, description: 'backoff between attempts: ceiling' }),
   DESTINATIONS: Type.Optional(Str({ minLength: 1, description: 'forwarding targets: a JSON file or the JSON array (docs/processing.md)' })),
-  ADMIN_TOKEN: Type.Optional(Str({ minLength: 16, description: 'bearer token of the admin API (16+ characters); unset: no admin routes' })),
+  ADMIN_TOKEN: Type.Optional(Str({ minLength: 16, description: 'bearer token of the admin API and the console\'s sign-in (16+ characters); unset: neither (in development one is generated)' })),
   PROVIDERS_DIR: Type.Optional(Str({ minLength: 1, description: 'a folder of drop-in provider files, loaded at boot' }))
 })
 

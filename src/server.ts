@@ -2,13 +2,17 @@ import closeWithGrace from 'close-with-grace'
 import { loadConfig, type Config } from './config.js'
 import { BootError } from './errors.js'
 import { buildApp } from './app.js'
-import { devSecretsFile } from './dev-secrets.js'
+import { devSecret, devSecretsFile } from './dev-secrets.js'
 import type { FastifyInstance } from 'fastify'
 
 /** Boot only: configuration, the app, graceful shutdown, listen. */
 async function main (): Promise<void> {
   // `hookgate worker` is ROLE=worker: processing only, no webhook routes.
-  const config = loadConfig(process.argv[2] === 'worker' ? { ...process.env, ROLE: 'worker' } : process.env)
+  const loaded = loadConfig(process.argv[2] === 'worker' ? { ...process.env, ROLE: 'worker' } : process.env)
+  // Outside production the console is on from the first boot: an admin token is generated like the
+  // providers' secrets (and printed below). Never in production.
+  const devAdminToken = loaded.production || loaded.adminToken !== undefined || loaded.role === 'worker' ? undefined : devSecret(loaded.dataDir, 'ADMIN_TOKEN')
+  const config: Config = devAdminToken === undefined ? loaded : { ...loaded, adminToken: devAdminToken }
   const app = buildApp(config)
   // The deadline covers the drain and the close; a second signal forces the exit.
   closeWithGrace({ delay: config.drainDelayMs + config.shutdownTimeoutMs }, async ({ signal, err }) => {
@@ -23,17 +27,20 @@ async function main (): Promise<void> {
     await app.close()
   })
   await app.listen({ port: config.port, host: config.host })
-  printDevelopmentSecrets(app, config)
+  printDevelopmentSecrets(app, config, devAdminToken)
 }
 
 /** Outside production only: the generated secrets and a command that sends a signed test event. */
-function printDevelopmentSecrets (app: FastifyInstance, config: Config): void {
+function printDevelopmentSecrets (app: FastifyInstance, config: Config, adminToken: string | undefined): void {
   const generated = app.providers.generatedSecrets
-  if (generated.size === 0) return
+  if (generated.size === 0 && adminToken === undefined) return
+  const address = app.server.address()
+  const origin = typeof address === 'object' && address !== null ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : ''
   const lines = [
     '',
     `hookgate: development secrets (NODE_ENV=${config.nodeEnv}), kept in ${devSecretsFile(config.dataDir)}:`,
     ...[...generated].map(([variable, { secret }]) => `  ${variable}=${secret}`),
+    ...(adminToken === undefined ? [] : [`  ADMIN_TOKEN=${adminToken}`, `The operator console: ${origin.replace('0.0.0.0', 'localhost')}/console (sign in with ADMIN_TOKEN)`]),
     'Send a correctly signed test event:',
     ...[...generated.values()].map(({ provider }) => `  npm run send -- ${provider}`),
     'In production, set the real secrets: none is ever generated there.',

@@ -75,6 +75,11 @@ t.test('npm start on a fresh clone: embedded PostgreSQL, development secrets, da
   t.match(sent.output, /^200 \{"status":"accepted","run_id":"[0-9a-f-]{36}"\}/)
   t.match(first.stderr(), `STRIPE_WEBHOOK_SECRET=${secrets.STRIPE_WEBHOOK_SECRET}`, 'the development secret is printed')
   t.match(first.stderr(), /npm run send -- stripe/, 'with a ready-to-paste command')
+  t.match(first.stderr(), `ADMIN_TOKEN=${secrets.ADMIN_TOKEN}`, 'an admin token is generated too')
+  t.match(first.stderr(), `The operator console: ${first.url}/console`, 'and the console URL printed')
+  const signIn = await fetch(`${first.url}/console/sign-in`)
+  t.equal(signIn.status, 200, 'the console answers')
+  t.match(await signIn.text(), 'name="token"', 'with its sign-in form')
 
   // Every built-in provider, as a new user tries them (Twilio signs the URL, port included).
   for (const provider of ['github', 'sepay', 'standard-webhooks', 'shopify', 'slack', 'paddle', 'twilio', 'linear']) {

@@ -24,11 +24,24 @@ export interface AdminRepository {
    * `ignored`; runs being processed are left alone and listed.
    */
   eraseRuns: (request: Erasure) => Promise<{ erased: string[], processing: string[], more: boolean }>
+  /** The console's overview: the queue, the review queue, and the runs received in the last hour. */
+  overview: () => Promise<Overview>
+  /** Deliveries that made no run (refusals, handshakes) in the last `hours`, by provider, reason and client. */
+  refusals: (hours: number) => Promise<Array<{ provider: string, type: string, reason: string | null, client_ip: string | null, count: number, last: string }>>
+  /** The run holding an idempotency key, whichever of `providers` it came from (one index lookup each). */
+  findRunByKey: (providers: readonly string[], idempotencyKey: string) => Promise<string | undefined>
   /** Closes an open exception and the run follows; 404 / 409 (HttpError) if there is none or it is closed. */
   closeException: (exceptionId: string, status: 'resolved' | 'dismissed', decision: Decision & { action?: 'retry' | 'close' }) => Promise<Static<typeof Exception>>
 }
 
 export interface Decision { note?: string, by: string }
+export interface Overview {
+  waiting: number
+  oldest_seconds: number
+  open_exceptions: number
+  failed_last_day: number
+  last_hour: Array<{ provider: string, status: string, count: number }>
+}
 export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
 
 /** The erased payload: what a handler, the admin API and the console see from then on. */
@@ -110,6 +123,36 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
       if (await requeueRun(pool, runId, 'replay_requested', { by: decision.by, note: decision.note })) return 'requeued'
       const { rowCount } = await pool.query('SELECT 1 FROM ops.runs WHERE run_id = $1', [runId])
       return rowCount === 0 ? 'not_found' : 'processing'
+    },
+
+    async overview () {
+      const [{ rows: [counts] }, { rows: lastHour }] = await Promise.all([
+        reads.query(`SELECT
+            (SELECT count(*) FROM ops.runs WHERE status IN ('received', 'retrying'))::int AS waiting,
+            (SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) FROM ops.runs
+              WHERE status IN ('received', 'retrying') AND next_attempt_at <= now())::float8 AS oldest_seconds,
+            (SELECT count(*) FROM ops.exceptions WHERE status = 'open')::int AS open_exceptions,
+            (SELECT count(*) FROM ops.runs WHERE status = 'failed' AND received_at > now() - interval '1 day')::int AS failed_last_day`),
+        reads.query(`SELECT provider, status, count(*)::int AS count FROM ops.runs
+          WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2`)
+      ])
+      return { ...counts, last_hour: lastHour }
+    },
+
+    async refusals (hours) {
+      const { rows } = await reads.query(`SELECT data->>'provider' AS provider, type, data->>'reason' AS reason,
+          coalesce(data->>'client_ip', data->>'client') AS client_ip,
+          sum(CASE WHEN type = 'rejected_aggregate' THEN (data->>'count')::int ELSE 1 END)::int AS count, max(at) AS last
+        FROM ops.run_events WHERE run_id IS NULL AND at > now() - make_interval(hours => $1)
+        GROUP BY 1, 2, 3, 4 ORDER BY count DESC LIMIT 200`, [hours])
+      return rows
+    },
+
+    async findRunByKey (providers, idempotencyKey) {
+      const { rows: [row] } = await reads.query(
+        'SELECT run_id FROM ops.runs WHERE (provider, idempotency_key) IN (SELECT p, $2::text FROM unnest($1::text[]) AS p) LIMIT 1',
+        [providers, idempotencyKey])
+      return row?.run_id
     },
 
     async listExceptions (status, cursor, limit) {

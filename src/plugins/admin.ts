@@ -2,18 +2,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import swagger from '@fastify/swagger'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
-import { adminRepository, type AdminRepository } from '../admin/repository.js'
-import { registerPool } from './database.js'
 import {
   Decision, ErasureRequest, ErasureResult, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
 } from '../admin/schemas.js'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** The admin API's SQL (src/admin/repository.ts); decorated inside the admin plugin's scope only. */
-    adminRepository: AdminRepository
-  }
-}
 
 /**
  * The admin API under /admin (only when ADMIN_TOKEN is set): runs and their history, replay, and the
@@ -24,13 +15,6 @@ declare module 'fastify' {
 export default async function admin (instance: FastifyInstance): Promise<void> {
   const token = instance.config.adminToken as string
   const fastify = instance.withTypeProvider<TypeBoxTypeProvider>()
-  // Lists and run pages read from DATABASE_READ_URL when set (a replica, which may lag); every
-  // decision (replay, erasure, resolve) goes to the primary. The pool belongs to this scope.
-  const reads = instance.config.databaseReadUrl === undefined
-    ? fastify.pg.pool
-    : await registerPool(fastify, { name: 'read', max: instance.config.dbPoolMax, applicationName: 'hookgate-admin-read', connectionString: instance.config.databaseReadUrl, readOnly: true })
-  if (reads !== fastify.pg.pool) fastify.metrics.watchPool('read', reads)
-  fastify.decorate('adminRepository', adminRepository(fastify.pg.pool, reads))
   const repository = fastify.adminRepository
 
   await fastify.register(swagger, {

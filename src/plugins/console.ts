@@ -1,0 +1,254 @@
+import { hkdfSync } from 'node:crypto'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import formbody from '@fastify/formbody'
+import helmet from '@fastify/helmet'
+import secureSession from '@fastify/secure-session'
+import csrf from '@fastify/csrf-protection'
+import { constantTimeEqual } from '../signatures.js'
+import { RUN_STATUSES } from '../queue.js'
+import { HttpError } from '../errors.js'
+import { html, STYLESHEET, type Html } from '../console/html.js'
+
+declare module '@fastify/secure-session' {
+  interface SessionData { operator: boolean }
+}
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A console page open without signing in (the sign-in form, the stylesheet). */
+    consolePublic?: boolean
+  }
+}
+
+/**
+ * The operator console under /console (only when ADMIN_TOKEN is set): server-rendered pages on the
+ * admin repository (src/admin/repository.ts) — overview, runs, a run with its payload and history
+ * (replay), the exception queue (resolve with retry or close, dismiss, with a note), refusals.
+ * Signing in with ADMIN_TOKEN gives a signed, encrypted session cookie (HttpOnly, SameSite=Strict,
+ * Secure outside development, 12 hours); every state change carries a CSRF token; a strict
+ * Content-Security-Policy allows no script at all, and every value shown is escaped (src/console/html.ts).
+ * A failed sign-in counts toward the client's refusal limit like a forged delivery.
+ */
+export default async function operatorConsole (fastify: FastifyInstance): Promise<void> {
+  const { config } = fastify
+  const token = config.adminToken as string
+  const repository = fastify.adminRepository
+  const providers = (): string[] => [...fastify.providers.definitions.keys()]
+
+  await fastify.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'none'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"]
+      }
+    },
+    // Sessions are cookies of this path only; nothing here is for other origins.
+    crossOriginResourcePolicy: { policy: 'same-origin' }
+  })
+  await fastify.register(formbody, { bodyLimit: 16384 })
+  await fastify.register(secureSession, {
+    // Every replica derives the same key from ADMIN_TOKEN: a session works behind a balancer, and
+    // rotating the token signs everyone out.
+    key: Buffer.from(hkdfSync('sha256', token, 'hookgate-console', 'session-key', 32)),
+    cookieName: 'hookgate_console',
+    expiry: 12 * 3600,
+    cookie: { path: '/console', httpOnly: true, sameSite: 'strict', secure: config.production }
+  })
+  await fastify.register(csrf, { sessionPlugin: '@fastify/secure-session' })
+
+  // Signed out, every page but the sign-in form sends the operator there.
+  fastify.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.config.consolePublic === true) return
+    if (request.session.get('operator') !== true) return await reply.code(303).header('location', '/console/sign-in').send()
+  })
+
+  const page = (reply: FastifyReply, title: string, body: Html, status = 200): FastifyReply => {
+    const csrfToken = reply.generateCsrf()
+    const signedIn = reply.request.session.get('operator') === true
+    return reply.code(status).type('text/html; charset=utf-8').send(html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · hookgate</title><link rel="stylesheet" href="/console/console.css"></head>
+<body><header><strong>hookgate</strong>${signedIn
+  ? html`<nav><a href="/console">Overview</a> · <a href="/console/runs">Runs</a> · <a href="/console/exceptions">Exceptions</a> · <a href="/console/refusals">Refusals</a></nav>
+<form method="post" action="/console/sign-out"><input type="hidden" name="_csrf" value="${csrfToken}"><button>Sign out</button></form>`
+  : ''}</header>
+<main><h1>${title}</h1>${body}</main></body></html>`.text.replace(/__CSRF__/g, csrfToken))
+  }
+  /** A hidden field: every form's CSRF token, filled in by `page`. */
+  const csrfField = html`<input type="hidden" name="_csrf" value="__CSRF__">`
+  const when = (value: unknown): string => value === null || value === undefined ? '' : new Date(value as string).toISOString().replace('T', ' ').slice(0, 19)
+
+  fastify.get('/console.css', { config: { consolePublic: true } }, async (_request, reply) =>
+    await reply.type('text/css; charset=utf-8').header('cache-control', 'max-age=3600').send(STYLESHEET))
+
+  const signInForm = (message?: string): Html => html`${message === undefined ? '' : html`<p class="flash flash-error" role="alert">${message}</p>`}
+<form method="post" action="/console/sign-in">${csrfField}
+<label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
+<button>Sign in</button></form>`
+
+  fastify.get('/sign-in', { config: { consolePublic: true } }, async (_request, reply) => page(reply, 'Sign in', signInForm()))
+
+  fastify.post<{ Body: { token?: string } }>('/sign-in', { config: { consolePublic: true }, preHandler: fastify.csrfProtection }, async (request, reply) => {
+    const limited = await fastify.refusalLimit(request)
+    if (limited !== undefined) return await reply.code(429).header('retry-after', String(limited)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
+    if (!constantTimeEqual(String(request.body?.token ?? ''), token)) {
+      const retryAfter = await fastify.countRefusal(request)
+      if (retryAfter !== undefined) return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
+      request.log.info({ client_ip: request.ip }, 'console sign-in refused')
+      return page(reply, 'Sign in', signInForm('That is not the admin token.'), 401)
+    }
+    request.session.set('operator', true)
+    return await reply.code(303).header('location', '/console').send()
+  })
+
+  fastify.post('/sign-out', { preHandler: fastify.csrfProtection }, async (request, reply) => {
+    request.session.delete()
+    return await reply.code(303).header('location', '/console/sign-in').send()
+  })
+
+  fastify.get('/', async (_request, reply) => {
+    const o = await repository.overview()
+    return page(reply, 'Overview', html`<div class="cards">
+<div class="card">Runs waiting<b>${o.waiting}</b></div>
+<div class="card">Oldest waiting<b>${Math.round(o.oldest_seconds)} s</b></div>
+<div class="card"><a href="/console/exceptions">Open exceptions</a><b>${o.open_exceptions}</b></div>
+<div class="card"><a href="/console/runs?status=failed">Failed, last 24 h</a><b>${o.failed_last_day}</b></div></div>
+<h2>Runs received in the last hour</h2>
+<table><thead><tr><th>provider</th><th>status</th><th>runs</th></tr></thead><tbody>
+${o.last_hour.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.status}"><a href="/console/runs?provider=${encodeURIComponent(r.provider)}&amp;status=${r.status}">${r.status}</a></td><td>${r.count}</td></tr>`)}
+</tbody></table>`)
+  })
+
+  fastify.get<{ Querystring: Record<string, string | undefined> }>('/runs', async (request, reply) => {
+    const q = request.query
+    const filter = {
+      provider: nonEmpty(q.provider),
+      status: RUN_STATUSES.find(s => s === q.status),
+      event_type: nonEmpty(q.event_type),
+      cursor: /^[0-9a-f-]{36}$/.test(q.cursor ?? '') ? q.cursor : undefined,
+      limit: 50
+    }
+    const search = nonEmpty(q.search)
+    if (search !== undefined) {
+      // A run id or an idempotency key: straight to its run.
+      const runId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(search) ? search.toLowerCase() : await repository.findRunByKey(providers(), search)
+      if (runId !== undefined) return await reply.code(303).header('location', `/console/runs/${runId}`).send()
+    }
+    // (RunFilter's status is a union TypeBox types loosely: the value is one of RUN_STATUSES.)
+    const { runs, next_cursor: next } = await repository.listRuns(filter as Parameters<typeof repository.listRuns>[0])
+    const keep = new URLSearchParams(Object.entries({ provider: filter.provider, status: filter.status, event_type: filter.event_type }).filter(([, v]) => v !== undefined) as Array<[string, string]>)
+    return page(reply, 'Runs', html`<form method="get" action="/console/runs">
+<label>Provider <select name="provider"><option value="">any</option>${providers().map(p => html`<option${p === filter.provider ? html` selected` : ''}>${p}</option>`)}</select></label>
+<label>Status <select name="status"><option value="">any</option>${RUN_STATUSES.map(s => html`<option${s === filter.status ? html` selected` : ''}>${s}</option>`)}</select></label>
+<label>Event type <input name="event_type" value="${filter.event_type ?? ''}"></label>
+<label>Run id or key <input name="search" value="${search ?? ''}"></label>
+<button>Filter</button></form>
+${search !== undefined ? html`<p class="flash flash-error">No run has the id or key ${search}.</p>` : ''}
+<table><thead><tr><th>received</th><th>provider</th><th>event type</th><th>key</th><th>status</th><th>attempts</th><th>last error</th></tr></thead><tbody>
+${runs.map(r => html`<tr><td><a href="/console/runs/${r.run_id}">${when(r.received_at)}</a></td><td>${r.provider}</td><td>${r.event_type}</td><td>${r.idempotency_key}</td><td class="status-${r.status}">${r.status}</td><td>${r.attempts}</td><td>${(r.last_error ?? '').slice(0, 120)}</td></tr>`)}
+</tbody></table>
+${next === null ? '' : html`<p><a href="/console/runs?${keep.toString()}${keep.size > 0 ? '&' : ''}cursor=${next}">Older runs →</a></p>`}`)
+  })
+
+  fastify.get<{ Params: { runId: string }, Querystring: { done?: string } }>('/runs/:runId', async (request, reply) => {
+    const run = /^[0-9a-f-]{36}$/.test(request.params.runId) ? await repository.getRun(request.params.runId) : undefined
+    if (run === undefined) return page(reply, 'No such run', html`<p>No run ${request.params.runId}.</p>`, 404)
+    const done = { replayed: 'Replay requested: the run is queued again.', resolved: 'Exception resolved.', dismissed: 'Exception dismissed.', busy: 'The run is being processed: try again when its attempt ends.' }[request.query.done ?? '']
+    const payload = JSON.stringify(run.payload, null, 2)
+    return page(reply, `Run ${run.idempotency_key}`, html`${done === undefined ? '' : html`<p class="flash" role="status">${done}</p>`}
+<table><tbody>
+<tr><th>run id</th><td>${run.run_id}</td></tr><tr><th>provider</th><td>${run.provider}</td></tr>
+<tr><th>event type</th><td>${run.event_type}</td></tr><tr><th>status</th><td class="status-${run.status}">${run.status}</td></tr>
+<tr><th>attempts</th><td>${run.attempts}</td></tr><tr><th>received</th><td>${when(run.received_at)}</td></tr>
+<tr><th>completed</th><td>${when(run.completed_at)}</td></tr><tr><th>last error</th><td>${run.last_error}</td></tr>
+</tbody></table>
+<form method="post" action="/console/runs/${run.run_id}/replay">${csrfField}
+<label>Note <input name="note" maxlength="2000"></label><button>Replay</button></form>
+<h2>History</h2>
+<table><thead><tr><th>at</th><th>event</th><th>details</th></tr></thead><tbody>
+${run.events.map(e => html`<tr><td>${when(e.at)}</td><td>${e.type}</td><td><code>${JSON.stringify(e.data)}</code></td></tr>`)}
+</tbody></table>
+${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.map(e => exceptionBlock(e as ExceptionRow, payload))}`}
+<h2>Payload</h2><details open><summary>${payload.length} characters</summary><pre>${payload}</pre></details>
+<h2>Headers</h2><details><summary>stored headers (credentials and signatures are never stored)</summary><pre>${JSON.stringify(run.headers, null, 2)}</pre></details>`)
+  })
+
+  interface ExceptionRow { exception_id: string, reason: string, status: string, details: unknown, created_at: string, closed_at: string | null, closed_by: string | null, resolution: string | null, note: string | null }
+
+  /** One exception: what conflicted (two payloads side by side, differing lines marked), and the decision forms. */
+  function exceptionBlock (e: ExceptionRow, runPayload: string): Html {
+    const details = (e.details ?? {}) as Record<string, unknown>
+    const conflicting = 'payload' in details ? JSON.stringify(details.payload, null, 2) : undefined
+    const side = (text: string, other: string): Html => {
+      const others = new Set(other.split('\n'))
+      return html`<pre>${text.split('\n').map(line => others.has(line) ? html`${line}\n` : html`<span class="diff">${line}</span>\n`)}</pre>`
+    }
+    return html`<section><h3>${e.reason} · <span class="status-${e.status}">${e.status}</span> · ${when(e.created_at)}</h3>
+${conflicting === undefined
+  ? html`<pre>${JSON.stringify(details, null, 2)}</pre>`
+  : html`<div class="side"><div><h4>stored payload</h4>${side(runPayload, conflicting)}</div><div><h4>the other delivery's payload</h4>${side(conflicting, runPayload)}</div></div>`}
+${e.status === 'open'
+  ? html`<form method="post" action="/console/exceptions/${e.exception_id}/resolve">${csrfField}
+<label>Note <input name="note" maxlength="2000"></label>
+<label><select name="action"><option value="close">close</option><option value="retry">retry the run</option></select></label>
+<button>Resolve</button></form>
+<form method="post" action="/console/exceptions/${e.exception_id}/dismiss">${csrfField}<label>Note <input name="note" maxlength="2000"></label><button>Dismiss</button></form>`
+  : html`<p>${e.resolution ?? e.status} by ${e.closed_by} at ${when(e.closed_at)}${e.note === null ? '' : html`: ${e.note}`}</p>`}</section>`
+  }
+
+  fastify.post<{ Params: { runId: string }, Body: { note?: string } }>('/runs/:runId/replay', { preHandler: fastify.csrfProtection }, async (request, reply) => {
+    const runId = uuid(request.params.runId)
+    const outcome = await repository.replayRun(runId, { by: 'console', note: note(request.body) })
+    if (outcome === 'not_found') throw new HttpError(404, 'not_found', 'no such run')
+    return await reply.code(303).header('location', `/console/runs/${runId}?done=${outcome === 'requeued' ? 'replayed' : 'busy'}`).send()
+  })
+
+  fastify.post<{ Params: { exceptionId: string }, Body: { note?: string, action?: string } }>('/exceptions/:exceptionId/resolve', { preHandler: fastify.csrfProtection }, async (request, reply) => {
+    const action = request.body?.action === 'retry' ? 'retry' : 'close'
+    const exception = await repository.closeException(uuid(request.params.exceptionId), 'resolved', { action, note: note(request.body), by: 'console' })
+    return await reply.code(303).header('location', `/console/runs/${exception.run_id}?done=resolved`).send()
+  })
+
+  fastify.post<{ Params: { exceptionId: string }, Body: { note?: string } }>('/exceptions/:exceptionId/dismiss', { preHandler: fastify.csrfProtection }, async (request, reply) => {
+    const exception = await repository.closeException(uuid(request.params.exceptionId), 'dismissed', { note: note(request.body), by: 'console' })
+    return await reply.code(303).header('location', `/console/runs/${exception.run_id}?done=dismissed`).send()
+  })
+
+  fastify.get<{ Querystring: { status?: string, cursor?: string } }>('/exceptions', async (request, reply) => {
+    const status = (['open', 'resolved', 'dismissed'] as const).find(s => s === request.query.status) ?? 'open'
+    const cursor = /^[0-9a-f-]{36}$/.test(request.query.cursor ?? '') ? request.query.cursor : undefined
+    const { exceptions, next_cursor: next } = await repository.listExceptions(status, cursor, 50)
+    return page(reply, 'Exceptions', html`<p>${(['open', 'resolved', 'dismissed'] as const).map(s => s === status ? html`<strong>${s}</strong> ` : html`<a href="/console/exceptions?status=${s}">${s}</a> `)}</p>
+<table><thead><tr><th>raised</th><th>provider</th><th>event type</th><th>reason</th><th>decision</th></tr></thead><tbody>
+${exceptions.map(e => html`<tr><td><a href="/console/runs/${e.run_id}">${when(e.created_at)}</a></td><td>${e.provider}</td><td>${e.event_type}</td><td>${e.reason}</td><td>${e.status === 'open' ? '' : html`${e.resolution ?? e.status} by ${e.closed_by}${e.note === null ? '' : html`: ${e.note}`}`}</td></tr>`)}
+</tbody></table>
+${next === null ? '' : html`<p><a href="/console/exceptions?status=${status}&amp;cursor=${next}">Older →</a></p>`}`)
+  })
+
+  fastify.get('/refusals', async (_request, reply) => {
+    const rows = await repository.refusals(24)
+    return page(reply, 'Refusals, last 24 hours', html`<p>Deliveries that made no run, never their bodies: a provider refused for
+<code>no_matching_signature</code> since a deploy usually means its secret was rotated.</p>
+<table><thead><tr><th>provider</th><th>what</th><th>reason</th><th>client</th><th>count</th><th>last</th></tr></thead><tbody>
+${rows.map(r => html`<tr><td>${r.provider}</td><td>${r.type}</td><td>${r.reason}</td><td>${r.client_ip}</td><td>${r.count}</td><td>${when(r.last)}</td></tr>`)}
+</tbody></table>`)
+  })
+}
+
+function nonEmpty (value: string | undefined): string | undefined {
+  const trimmed = value?.trim()
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed.slice(0, 500)
+}
+
+function uuid (value: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) throw new HttpError(404, 'not_found', 'no such run or exception')
+  return value.toLowerCase()
+}
+
+function note (body: { note?: string } | undefined): string | undefined {
+  return nonEmpty(body?.note)?.slice(0, 2000)
+}

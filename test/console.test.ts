@@ -1,0 +1,123 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build, stripeDelivery, stripeEvent } from './helper.js'
+
+// The operator console's guarantees, through HTTP (a real browser drives it in test/browser/).
+
+const ADMIN_TOKEN = 'admin-token-0123456789abcdef'
+
+/** A cookie jar of one: the console's session cookie, as a browser would keep it. */
+function client (app: FastifyInstance) {
+  let cookie = ''
+  const request = async (method: 'GET' | 'POST', url: string, form?: Record<string, string>) => {
+    const res = await app.inject({
+      method,
+      url,
+      headers: { cookie, ...(form === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' }) },
+      payload: form === undefined ? undefined : new URLSearchParams(form).toString()
+    })
+    const set = res.headers['set-cookie']
+    const value = (Array.isArray(set) ? set : set === undefined ? [] : [set]).find(c => c.startsWith('hookgate_console='))
+    if (value !== undefined) cookie = value.split(';')[0]
+    return res
+  }
+  const csrf = (body: string): string => /name="_csrf" value="([^"]+)"/.exec(body)?.[1] ?? ''
+  return {
+    request,
+    csrf,
+    async signIn (token = ADMIN_TOKEN) {
+      const form = await request('GET', '/console/sign-in')
+      return await request('POST', '/console/sign-in', { _csrf: csrf(form.body), token })
+    },
+    get cookie () { return cookie }
+  }
+}
+
+t.test('signed out, every page sends the operator to sign in; signed in, the pages answer', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const run = (await app.inject(stripeDelivery(stripeEvent()))).json()
+  const browser = client(app)
+  for (const url of ['/console', '/console/runs', `/console/runs/${run.run_id as string}`, '/console/exceptions', '/console/refusals']) {
+    const res = await browser.request('GET', url)
+    t.equal(res.statusCode, 303, `${url}: 303`)
+    t.equal(res.headers.location, '/console/sign-in', `${url}: to the sign-in page`)
+  }
+  const signedIn = await browser.signIn()
+  t.equal(signedIn.statusCode, 303)
+  t.equal(signedIn.headers.location, '/console')
+  const cookie = String(signedIn.headers['set-cookie'])
+  t.match(cookie, /HttpOnly/i, 'HttpOnly')
+  t.match(cookie, /SameSite=Strict/i, 'SameSite=Strict')
+  t.match(cookie, /Path=\/console/, 'scoped to the console')
+  for (const url of ['/console', '/console/runs', `/console/runs/${run.run_id as string}`, '/console/exceptions', '/console/refusals']) {
+    t.equal((await browser.request('GET', url)).statusCode, 200, `${url}: 200 signed in`)
+  }
+  const list = await browser.request('GET', '/console/runs?provider=stripe')
+  t.match(list.body, run.run_id, 'the delivery sent a moment before is listed')
+  const signedOut = await browser.request('POST', '/console/sign-out', { _csrf: browser.csrf(list.body) })
+  t.equal(signedOut.headers.location, '/console/sign-in')
+  t.equal((await browser.request('GET', '/console')).statusCode, 303, 'signed out again')
+})
+
+t.test('a wrong token is refused and counts toward the client\'s limit', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN, AUTH_FAILURE_LIMIT: '3' })
+  const browser = client(app)
+  const statuses = []
+  for (let i = 0; i < 5; i++) statuses.push((await browser.signIn('not-the-token')).statusCode)
+  t.same(statuses, [401, 401, 401, 429, 429], 'refused, then limited')
+  t.equal((await browser.signIn()).statusCode, 429, 'even the right token, until the window ends')
+})
+
+t.test('a state change without the CSRF token is refused', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const run = (await app.inject(stripeDelivery(stripeEvent()))).json()
+  const browser = client(app)
+  await browser.signIn()
+  const page = await browser.request('GET', `/console/runs/${run.run_id as string}`)
+  const forged = await browser.request('POST', `/console/runs/${run.run_id as string}/replay`, { note: 'no token' })
+  t.equal(forged.statusCode, 403, 'no token: 403')
+  const wrong = await browser.request('POST', `/console/runs/${run.run_id as string}/replay`, { _csrf: 'x'.repeat(40), note: 'wrong token' })
+  t.equal(wrong.statusCode, 403, 'a wrong token: 403')
+  const { rows: before } = await app.pg.query("SELECT count(*)::int AS n FROM ops.run_events WHERE run_id = $1 AND type = 'replay_requested'", [run.run_id])
+  t.equal(before[0].n, 0, 'nothing was replayed')
+  const replayed = await browser.request('POST', `/console/runs/${run.run_id as string}/replay`, { _csrf: browser.csrf(page.body), note: 'from the console' })
+  t.equal(replayed.statusCode, 303)
+  const { rows: [event] } = await app.pg.query("SELECT data FROM ops.run_events WHERE run_id = $1 AND type = 'replay_requested'", [run.run_id])
+  t.same(event.data, { by: 'console', note: 'from the console' }, 'replayed once, audited')
+})
+
+t.test('payload text is shown as text: no markup from a payload reaches the page, and no script may run', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const hostile = stripeEvent({ type: '<script>alert(1)</script>', data: { object: { name: '"><img src=x onerror=alert(2)>', note: "'; alert(3); '" } } })
+  const run = (await app.inject(stripeDelivery(hostile))).json()
+  const browser = client(app)
+  await browser.signIn()
+  const page = await browser.request('GET', `/console/runs/${run.run_id as string}`)
+  t.equal(page.statusCode, 200)
+  t.notMatch(page.body, /<script>alert|<img src=x/, 'no markup from the payload')
+  t.match(page.body, '&lt;script&gt;alert(1)&lt;/script&gt;', 'the event type, escaped')
+  t.match(page.body, '&quot;&gt;&lt;img src=x onerror=alert(2)&gt;', 'the payload, escaped')
+  const list = await browser.request('GET', '/console/runs')
+  t.notMatch(list.body, /<script>alert/, 'nor in the list')
+  const csp = String(page.headers['content-security-policy'])
+  t.match(csp, "default-src 'none'", 'a strict Content-Security-Policy')
+  t.notMatch(csp, /script-src/, 'that allows no script')
+  t.equal(page.headers['x-frame-options'], 'SAMEORIGIN')
+})
+
+t.test('an exception is resolved from the console with a note, and who decided is recorded', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const event = stripeEvent()
+  const run = (await app.inject(stripeDelivery(event))).json()
+  t.equal((await app.inject(stripeDelivery({ ...event, amount: 1 }))).json().status, 'conflict', 'a payload conflict raises an exception')
+  const browser = client(app)
+  await browser.signIn()
+  const page = await browser.request('GET', `/console/runs/${run.run_id as string}`)
+  t.match(page.body, 'payload_conflict')
+  t.match(page.body, /<span class="diff">\s*&quot;amount&quot;: 1,?<\/span>/, 'the differing line is marked')
+  const exceptionId = /action="\/console\/exceptions\/([0-9a-f-]{36})\/resolve"/.exec(page.body)?.[1] ?? ''
+  const resolved = await browser.request('POST', `/console/exceptions/${exceptionId}/resolve`, { _csrf: browser.csrf(page.body), action: 'close', note: 'the second delivery was a test' })
+  t.equal(resolved.statusCode, 303)
+  const { rows: [exception] } = await app.pg.query('SELECT status, resolution, closed_by, note FROM ops.exceptions WHERE exception_id = $1', [exceptionId])
+  t.same(exception, { status: 'resolved', resolution: 'close', closed_by: 'console', note: 'the second delivery was a test' })
+})
