@@ -57,6 +57,7 @@ export const ENV_SCHEMA = Type.Object({
   WORKER_LEASE_MS: Int({ minimum: 100, default: 30000, description: 'how long a claimed run stays with a worker that stops renewing it' }),
   WORKER_POLL_MS: Int({ minimum: 10, default: 1000, description: 'poll interval besides LISTEN/NOTIFY (retries coming due, expired leases)' }),
   WORKER_LINGER_MS: Int({ minimum: 0, maximum: 1000, default: 20, description: 'a finished run waits this long for company before its outcome is written' }),
+  BULK_RETRY_PER_SECOND: Int({ minimum: 1, maximum: 100000, default: 50, description: 'a bulk retry from the console queues its runs due one after another at this rate, so live deliveries keep their turn' }),
   WORKER_MAX_ATTEMPTS: Int({ minimum: 1, default: 8, description: 'attempts before a run is failed' }),
   WORKER_RETRY_BASE_MS: Int({ minimum: 1, default: 5000, description: 'backoff between attempts: base' }),
   WORKER_RETRY_MAX_MS: Int({ minimum: 1, default: 3600000, description: 'backoff between attempts: ceiling' }),
@@ -191,6 +192,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     },
     destinations: raw.DESTINATIONS,
     adminToken: raw.ADMIN_TOKEN,
+    bulkRetryPerSecond: raw.BULK_RETRY_PER_SECOND,
     // The validated environment, for the providers' own variables.
     env: Object.freeze(clean) as Readonly<Record<string, string | undefined>>
   }

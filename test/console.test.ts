@@ -121,3 +121,37 @@ t.test('an exception is resolved from the console with a note, and who decided i
   const { rows: [exception] } = await app.pg.query('SELECT status, resolution, closed_by, note FROM ops.exceptions WHERE exception_id = $1', [exceptionId])
   t.same(exception, { status: 'resolved', resolution: 'close', closed_by: 'console', note: 'the second delivery was a test' })
 })
+
+t.test('bulk retry: a count and a confirmation, then the runs queued again one after another', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN, BULK_RETRY_PER_SECOND: '2' })
+  const deliver = async (event: Record<string, unknown>) => (await app.inject(stripeDelivery(event))).json().run_id as string
+  const failedA = await deliver(stripeEvent({ type: 'invoice.paid' }))
+  const failedB = await deliver(stripeEvent({ type: 'invoice.paid' }))
+  const otherType = await deliver(stripeEvent({ type: 'charge.refunded' }))
+  const done = await deliver(stripeEvent({ type: 'invoice.paid' }))
+  await app.pg.query("UPDATE ops.runs SET status = 'failed', attempts = 8, completed_at = now(), last_error = 'destination answered 500' WHERE run_id = ANY($1::uuid[])", [[failedA, failedB, otherType]])
+  await app.pg.query("UPDATE ops.runs SET status = 'completed', completed_at = now() WHERE run_id = $1", [done])
+  const browser = client(app)
+  await browser.signIn()
+
+  const list = await browser.request('GET', '/console/runs?status=failed&event_type=invoice.paid')
+  t.match(list.body, 'href="/console/retry?status=failed&amp;event_type=invoice.paid"', 'the runs page offers to retry what it lists')
+  const confirm = await browser.request('GET', '/console/retry?status=failed&event_type=invoice.paid')
+  t.match(confirm.body, '<strong>2</strong> failed runs match', 'the count before anything happens')
+  t.match(confirm.body, 'Retry 2 runs')
+  const { rows: untouched } = await app.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE status = 'failed'")
+  t.equal(untouched[0].n, 3, 'nothing is retried by looking')
+
+  t.equal((await browser.request('POST', '/console/retry', { status: 'failed', event_type: 'invoice.paid', expected: '2' })).statusCode, 403, 'no CSRF token: refused')
+  const retried = await browser.request('POST', '/console/retry', { _csrf: browser.csrf(confirm.body), status: 'failed', event_type: 'invoice.paid', expected: '2', note: 'destination back up' })
+  t.equal(retried.statusCode, 303)
+  t.equal(retried.headers.location, '/console/runs?queued=2&over=1')
+  const { rows } = await app.pg.query(`SELECT run_id, status, attempts, last_error, extract(epoch FROM next_attempt_at - (SELECT min(next_attempt_at) FROM ops.runs WHERE run_id = ANY($1::uuid[])))::float8 AS after
+    FROM ops.runs WHERE run_id = ANY($1::uuid[]) ORDER BY received_at`, [[failedA, failedB]])
+  t.same(rows.map(r => [r.run_id, r.status, r.attempts, r.last_error]), [[failedA, 'received', 0, null], [failedB, 'received', 0, null]], 'queued again, attempts afresh')
+  t.same(rows.map(r => r.after), [0, 0.5], 'due one after another at BULK_RETRY_PER_SECOND (2/s)')
+  const { rows: [other] } = await app.pg.query('SELECT status FROM ops.runs WHERE run_id = $1', [otherType])
+  t.equal(other.status, 'failed', 'a run outside the filter is left alone')
+  const { rows: events } = await app.pg.query("SELECT data FROM ops.run_events WHERE type = 'replay_requested' ORDER BY id")
+  t.match(events.map(e => e.data), [{ by: 'console', note: 'destination back up', bulk: true, status_before: 'failed' }, { bulk: true }], 'each run says who retried it and why')
+})

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { Static } from '@fastify/type-provider-typebox'
-import { requeueRun } from '../queue.js'
+import { RUNS_CHANNEL, requeueRun } from '../queue.js'
 import { HttpError } from '../errors.js'
 import { sha256 } from '../signatures.js'
 import type { Exception, Run, RunDetail, RunFilter } from './schemas.js'
@@ -30,17 +30,63 @@ export interface AdminRepository {
   refusals: (hours: number) => Promise<Array<{ provider: string, type: string, reason: string | null, client_ip: string | null, count: number, last: string }>>
   /** The run holding an idempotency key, whichever of `providers` it came from (one index lookup each). */
   findRunByKey: (providers: readonly string[], idempotencyKey: string) => Promise<string | undefined>
+  /** One exception, by its id (a list of none or one). */
+  listExceptionsOf: (exceptionId: string) => Promise<{ exceptions: Array<Static<typeof Exception>> }>
+  /** How many runs a bulk retry with this filter would take (failed and exception runs only). */
+  countRetryable: (filter: RetryFilter) => Promise<number>
+  /**
+   * Bulk retry: up to `limit` runs matching the filter queued again, oldest first, due one after
+   * another at `perSecond` (next_attempt_at spread out), so that live deliveries, due at once, are
+   * claimed between them. Their open exceptions are resolved with `retry`; each run's history says who.
+   */
+  retryRuns: (filter: RetryFilter, limit: number, perSecond: number, decision: Decision) => Promise<{ requeued: number, seconds: number }>
   /** Closes an open exception and the run follows; 404 / 409 (HttpError) if there is none or it is closed. */
   closeException: (exceptionId: string, status: 'resolved' | 'dismissed', decision: Decision & { action?: 'retry' | 'close' }) => Promise<Static<typeof Exception>>
 }
 
 export interface Decision { note?: string, by: string }
+export interface RetryFilter { statuses: Array<'failed' | 'exception'>, provider?: string, eventType?: string, since?: string, until?: string }
+
+// The runs a bulk retry takes: failed or stopped on an exception, matching the filter, oldest first.
+const RETRYABLE = `
+SELECT run_id, status, received_at FROM ops.runs
+WHERE status = ANY($1::text[]) AND ($2::text IS NULL OR provider = $2) AND ($3::text IS NULL OR event_type = $3)
+  AND ($4::timestamptz IS NULL OR received_at >= $4) AND ($5::timestamptz IS NULL OR received_at < $5)`
+
+const BULK_RETRY = `
+WITH target AS (
+  ${RETRYABLE}
+  ORDER BY received_at, run_id
+  LIMIT $6
+  FOR UPDATE SKIP LOCKED
+), numbered AS (
+  SELECT run_id, status, row_number() OVER (ORDER BY received_at, run_id) - 1 AS n FROM target
+), requeued AS (
+  UPDATE ops.runs r SET status = 'received', attempts = 0, completed_at = NULL, last_error = NULL,
+    next_attempt_at = now() + make_interval(secs => t.n / $7::float8)
+  FROM numbered t WHERE r.run_id = t.run_id
+  RETURNING r.run_id, t.status AS was, t.n
+), closed AS (
+  UPDATE ops.exceptions e SET status = 'resolved', closed_at = now(), closed_by = $8, resolution = 'retry', note = $9
+  FROM requeued q WHERE e.run_id = q.run_id AND e.status = 'open'
+  RETURNING e.run_id, e.exception_id
+), logged AS (
+  INSERT INTO ops.run_events (run_id, type, data)
+  SELECT run_id, 'replay_requested', jsonb_build_object('by', $8::text, 'note', $9::text, 'bulk', true, 'status_before', was, 'due_in_s', round(n / $7::numeric, 2)) FROM requeued
+  UNION ALL
+  SELECT run_id, 'exception_resolved', jsonb_build_object('exception_id', exception_id, 'by', $8::text, 'note', $9::text, 'action', 'retry', 'bulk', true) FROM closed
+)
+SELECT count(*)::int AS requeued, coalesce(max(n), 0)::float8 / $7::float8 AS seconds, (SELECT count(*) FROM pg_notify('${RUNS_CHANNEL}', '')) AS woken FROM requeued`
+
+const retryValues = (f: RetryFilter): unknown[] => [f.statuses, f.provider ?? null, f.eventType ?? null, f.since ?? null, f.until ?? null]
 export interface Overview {
   waiting: number
   oldest_seconds: number
   open_exceptions: number
   failed_last_day: number
   last_hour: Array<{ provider: string, status: string, count: number }>
+  /** Per minute of the last hour: new runs by provider, and refusals (deliveries that made no run). */
+  per_minute: Array<{ minute: number, series: string, count: number }>
 }
 export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
 
@@ -126,7 +172,7 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
     },
 
     async overview () {
-      const [{ rows: [counts] }, { rows: lastHour }] = await Promise.all([
+      const [{ rows: [counts] }, { rows: lastHour }, { rows: perMinute }] = await Promise.all([
         reads.query(`SELECT
             (SELECT count(*) FROM ops.runs WHERE status IN ('received', 'retrying'))::int AS waiting,
             (SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) FROM ops.runs
@@ -134,9 +180,15 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
             (SELECT count(*) FROM ops.exceptions WHERE status = 'open')::int AS open_exceptions,
             (SELECT count(*) FROM ops.runs WHERE status = 'failed' AND received_at > now() - interval '1 day')::int AS failed_last_day`),
         reads.query(`SELECT provider, status, count(*)::int AS count FROM ops.runs
-          WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2`)
+          WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2`),
+        reads.query(`SELECT floor(extract(epoch FROM now() - received_at) / 60)::int AS minute, provider AS series, count(*)::int AS count
+            FROM ops.runs WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2
+          UNION ALL
+          SELECT floor(extract(epoch FROM now() - at) / 60)::int, 'refused',
+              sum(CASE WHEN type = 'rejected_aggregate' THEN (data->>'count')::int ELSE 1 END)::int
+            FROM ops.run_events WHERE run_id IS NULL AND type IN ('rejected', 'rejected_aggregate') AND at > now() - interval '1 hour' GROUP BY 1`)
       ])
-      return { ...counts, last_hour: lastHour }
+      return { ...counts, last_hour: lastHour, per_minute: perMinute }
     },
 
     async refusals (hours) {
@@ -153,6 +205,21 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
         'SELECT run_id FROM ops.runs WHERE (provider, idempotency_key) IN (SELECT p, $2::text FROM unnest($1::text[]) AS p) LIMIT 1',
         [providers, idempotencyKey])
       return row?.run_id
+    },
+
+    async listExceptionsOf (exceptionId) {
+      const { rows } = await reads.query(`${EXCEPTIONS} WHERE e.exception_id = $1`, [exceptionId])
+      return { exceptions: rows }
+    },
+
+    async countRetryable (filter) {
+      const { rows: [row] } = await reads.query(`SELECT count(*)::int AS n FROM (${RETRYABLE}) AS matching`, retryValues(filter))
+      return row.n
+    },
+
+    async retryRuns (filter, limit, perSecond, decision) {
+      const { rows: [row] } = await pool.query(BULK_RETRY, [...retryValues(filter), limit, perSecond, decision.by, decision.note ?? null])
+      return { requeued: row.requeued, seconds: row.seconds }
     },
 
     async listExceptions (status, cursor, limit) {

@@ -8,6 +8,7 @@ import { constantTimeEqual } from '../signatures.js'
 import { RUN_STATUSES } from '../queue.js'
 import { HttpError } from '../errors.js'
 import { html, STYLESHEET, type Html } from '../console/html.js'
+import type { RetryFilter } from '../admin/repository.js'
 
 declare module '@fastify/secure-session' {
   interface SessionData { operator: boolean }
@@ -117,6 +118,7 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
 <div class="card">Oldest waiting<b>${Math.round(o.oldest_seconds)} s</b></div>
 <div class="card"><a href="/console/exceptions">Open exceptions</a><b>${o.open_exceptions}</b></div>
 <div class="card"><a href="/console/runs?status=failed">Failed, last 24 h</a><b>${o.failed_last_day}</b></div></div>
+<h2>Deliveries per minute, last hour</h2>${minuteChart(o.per_minute)}
 <h2>Runs received in the last hour</h2>
 <table><thead><tr><th>provider</th><th>status</th><th>runs</th></tr></thead><tbody>
 ${o.last_hour.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.status}"><a href="/console/runs?provider=${encodeURIComponent(r.provider)}&amp;status=${r.status}">${r.status}</a></td><td>${r.count}</td></tr>`)}
@@ -129,6 +131,8 @@ ${o.last_hour.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.stat
       provider: nonEmpty(q.provider),
       status: RUN_STATUSES.find(s => s === q.status),
       event_type: nonEmpty(q.event_type),
+      since: instant(q.since),
+      until: instant(q.until),
       cursor: /^[0-9a-f-]{36}$/.test(q.cursor ?? '') ? q.cursor : undefined,
       limit: 50
     }
@@ -140,13 +144,19 @@ ${o.last_hour.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.stat
     }
     // (RunFilter's status is a union TypeBox types loosely: the value is one of RUN_STATUSES.)
     const { runs, next_cursor: next } = await repository.listRuns(filter as Parameters<typeof repository.listRuns>[0])
-    const keep = new URLSearchParams(Object.entries({ provider: filter.provider, status: filter.status, event_type: filter.event_type }).filter(([, v]) => v !== undefined) as Array<[string, string]>)
-    return page(reply, 'Runs', html`<form method="get" action="/console/runs">
+    const keep = new URLSearchParams(Object.entries({ provider: filter.provider, status: filter.status, event_type: filter.event_type, since: q.since, until: q.until })
+      .filter(([, v]) => v !== undefined && v !== '') as Array<[string, string]>)
+    const retryable = filter.status === 'failed' || filter.status === 'exception'
+    const done = /^\d+$/.test(q.queued ?? '') ? html`<p class="flash" role="status">${q.queued} runs queued again, due one after another over ${q.over ?? '0'} s.</p>` : ''
+    return page(reply, 'Runs', html`${done}<form method="get" action="/console/runs">
 <label>Provider <select name="provider"><option value="">any</option>${providers().map(p => html`<option${p === filter.provider ? html` selected` : ''}>${p}</option>`)}</select></label>
 <label>Status <select name="status"><option value="">any</option>${RUN_STATUSES.map(s => html`<option${s === filter.status ? html` selected` : ''}>${s}</option>`)}</select></label>
 <label>Event type <input name="event_type" value="${filter.event_type ?? ''}"></label>
+<label>From <input type="datetime-local" name="since" value="${q.since ?? ''}"></label>
+<label>To <input type="datetime-local" name="until" value="${q.until ?? ''}"></label>
 <label>Run id or key <input name="search" value="${search ?? ''}"></label>
 <button>Filter</button></form>
+${retryable ? html`<p><a href="/console/retry?${keep.toString()}">Retry every ${filter.status} run matching this filter…</a></p>` : ''}
 ${search !== undefined ? html`<p class="flash flash-error">No run has the id or key ${search}.</p>` : ''}
 <table><thead><tr><th>received</th><th>provider</th><th>event type</th><th>key</th><th>status</th><th>attempts</th><th>last error</th></tr></thead><tbody>
 ${runs.map(r => html`<tr><td><a href="/console/runs/${r.run_id}">${when(r.received_at)}</a></td><td>${r.provider}</td><td>${r.event_type}</td><td>${r.idempotency_key}</td><td class="status-${r.status}">${r.status}</td><td>${r.attempts}</td><td>${(r.last_error ?? '').slice(0, 120)}</td></tr>`)}
@@ -224,9 +234,54 @@ ${e.status === 'open'
     const { exceptions, next_cursor: next } = await repository.listExceptions(status, cursor, 50)
     return page(reply, 'Exceptions', html`<p>${(['open', 'resolved', 'dismissed'] as const).map(s => s === status ? html`<strong>${s}</strong> ` : html`<a href="/console/exceptions?status=${s}">${s}</a> `)}</p>
 <table><thead><tr><th>raised</th><th>provider</th><th>event type</th><th>reason</th><th>decision</th></tr></thead><tbody>
-${exceptions.map(e => html`<tr><td><a href="/console/runs/${e.run_id}">${when(e.created_at)}</a></td><td>${e.provider}</td><td>${e.event_type}</td><td>${e.reason}</td><td>${e.status === 'open' ? '' : html`${e.resolution ?? e.status} by ${e.closed_by}${e.note === null ? '' : html`: ${e.note}`}`}</td></tr>`)}
+${exceptions.map(e => html`<tr><td><a href="/console/exceptions/${e.exception_id}">${when(e.created_at)}</a></td><td>${e.provider}</td><td>${e.event_type}</td><td>${e.reason}</td><td>${e.status === 'open' ? '' : html`${e.resolution ?? e.status} by ${e.closed_by}${e.note === null ? '' : html`: ${e.note}`}`}</td></tr>`)}
 </tbody></table>
 ${next === null ? '' : html`<p><a href="/console/exceptions?status=${status}&amp;cursor=${next}">Older →</a></p>`}`)
+  })
+
+  /** The filter of a bulk retry, from the runs page's query or the confirmation form. */
+  const retryFilter = (q: Record<string, string | undefined>): RetryFilter => ({
+    statuses: q.status === 'failed' || q.status === 'exception' ? [q.status] : ['failed', 'exception'],
+    provider: nonEmpty(q.provider),
+    eventType: nonEmpty(q.event_type),
+    since: instant(q.since),
+    until: instant(q.until)
+  })
+  const BULK_LIMIT = 10_000
+
+  fastify.get<{ Querystring: Record<string, string | undefined> }>('/retry', async (request, reply) => {
+    const filter = retryFilter(request.query)
+    const count = await repository.countRetryable(filter)
+    const taken = Math.min(count, BULK_LIMIT)
+    const fields = Object.entries({ status: request.query.status, provider: filter.provider, event_type: filter.eventType, since: request.query.since, until: request.query.until })
+      .filter(([, v]) => v !== undefined && v !== '')
+    return page(reply, 'Retry runs', html`<p><strong>${count}</strong> ${filter.statuses.join(' or ')} runs match${filter.provider === undefined ? '' : html` (provider ${filter.provider})`}${filter.eventType === undefined ? '' : html` (event type ${filter.eventType})`}.
+${count > BULK_LIMIT ? html` At most ${BULK_LIMIT} go at once (the oldest); retry again for the rest.` : ''}</p>
+<p>They are queued again with a fresh count of attempts, due one after another at ${config.bulkRetryPerSecond} runs/s
+(about ${Math.ceil(taken / config.bulkRetryPerSecond)} s), so that live deliveries keep their turn. Their open exceptions are resolved with “retry”.</p>
+${count === 0
+  ? html`<p><a href="/console/runs">Back to the runs</a></p>`
+  : html`<form method="post" action="/console/retry">${csrfField}${fields.map(([k, v]) => html`<input type="hidden" name="${k}" value="${v}">`)}
+<input type="hidden" name="expected" value="${taken}">
+<label>Note <input name="note" maxlength="2000"></label><button>Retry ${taken} runs</button> <a href="/console/runs">Cancel</a></form>`}`)
+  })
+
+  fastify.post<{ Body: Record<string, string | undefined> }>('/retry', { preHandler: fastify.csrfProtection }, async (request, reply) => {
+    const expected = Number(request.body?.expected)
+    if (!Number.isInteger(expected) || expected < 1) throw new HttpError(400, 'bad_request', 'confirm the number of runs to retry')
+    const { requeued, seconds } = await repository.retryRuns(retryFilter(request.body ?? {}), Math.min(expected, BULK_LIMIT), config.bulkRetryPerSecond, { by: 'console', note: note(request.body) })
+    request.log.info({ requeued, per_second: config.bulkRetryPerSecond }, 'console bulk retry')
+    return await reply.code(303).header('location', `/console/runs?queued=${requeued}&over=${Math.ceil(seconds)}`).send()
+  })
+
+  fastify.get<{ Params: { exceptionId: string } }>('/exceptions/:exceptionId', async (request, reply) => {
+    const exceptionId = uuid(request.params.exceptionId)
+    const { exceptions } = await repository.listExceptionsOf(exceptionId)
+    const exception = exceptions[0]
+    if (exception === undefined) return page(reply, 'No such exception', html`<p>No exception ${exceptionId}.</p>`, 404)
+    const run = await repository.getRun(exception.run_id)
+    return page(reply, `Exception: ${exception.reason}`, html`<p>Run <a href="/console/runs/${exception.run_id}">${run?.idempotency_key ?? exception.run_id}</a> · ${exception.provider} · ${exception.event_type}</p>
+${exceptionBlock(exception as ExceptionRow, JSON.stringify(run?.payload ?? null, null, 2))}`)
   })
 
   fastify.get('/refusals', async (_request, reply) => {
@@ -239,9 +294,37 @@ ${rows.map(r => html`<tr><td>${r.provider}</td><td>${r.type}</td><td>${r.reason}
   })
 }
 
+/** New runs per minute by provider, and refusals, over the last hour: an inline SVG (no script). */
+function minuteChart (points: Array<{ minute: number, series: string, count: number }>): Html {
+  const width = 720
+  const height = 160
+  const series = [...new Set(points.map(p => p.series))].sort((a, b) => (a === 'refused' ? 1 : 0) - (b === 'refused' ? 1 : 0) || a.localeCompare(b))
+  if (series.length === 0) return html`<p>No delivery in the last hour.</p>`
+  const max = Math.max(1, ...points.map(p => p.count))
+  const colors = ['#2f6fde', '#1b7a3a', '#9a4fd0', '#de8a2f', '#2fa3a3', '#5a6b7d']
+  const x = (minute: number): number => 40 + (width - 50) * (59 - Math.min(59, minute)) / 59
+  const y = (count: number): number => height - 20 - (height - 40) * count / max
+  const lines = series.map((name, i) => {
+    const byMinute = new Map(points.filter(p => p.series === name).map(p => [p.minute, p.count]))
+    const color = name === 'refused' ? '#b3261e' : colors[i % colors.length]
+    const path = Array.from({ length: 60 }, (_, m) => `${x(m).toFixed(1)},${y(byMinute.get(m) ?? 0).toFixed(1)}`).join(' ')
+    return html`<polyline fill="none" stroke="${color}" stroke-width="2" points="${path}"/><text x="${width - 150}" y="${16 + i * 14}" font-size="12" fill="${color}">${name}</text>`
+  })
+  return html`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="deliveries per minute over the last hour">
+<line x1="40" y1="${height - 20}" x2="${width - 10}" y2="${height - 20}" stroke="#999"/><text x="4" y="${y(max) + 4}" font-size="11">${max}</text><text x="4" y="${height - 16}" font-size="11">0</text>
+<text x="40" y="${height - 4}" font-size="11">60 min ago</text><text x="${width - 40}" y="${height - 4}" font-size="11">now</text>${lines}</svg>`
+}
+
 function nonEmpty (value: string | undefined): string | undefined {
   const trimmed = value?.trim()
   return trimmed === undefined || trimmed === '' ? undefined : trimmed.slice(0, 500)
+}
+
+/** A time from a datetime-local field (read as UTC) or an ISO string; undefined if it is neither. */
+function instant (value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined
+  const date = new Date(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(value) ? `${value}Z` : value)
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString()
 }
 
 function uuid (value: string): string {

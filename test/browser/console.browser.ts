@@ -77,7 +77,9 @@ t.test('an operator signs in, finds a delivery, replays it, and resolves an exce
   t.same(dialogs, [], 'and nothing ran')
 
   await page.click('nav >> text=Exceptions')
-  await page.click(`a[href="/console/runs/${conflicted.run_id as string}"]`)
+  await page.click('main table a')
+  t.match(await page.textContent('h1'), 'payload_conflict', 'the exception page')
+  t.ok(await page.isVisible(`a[href="/console/runs/${conflicted.run_id as string}"]`), 'linked to its run')
   t.ok(await page.isVisible('.side .diff'), 'the two payloads side by side, the difference marked')
   await shoot('exception')
   await page.fill('form[action$="/resolve"] input[name=note]', 'the customer was charged 2000, as stored')
@@ -86,6 +88,18 @@ t.test('an operator signs in, finds a delivery, replays it, and resolves an exce
   t.match(await page.textContent('[role=status]'), 'Exception resolved')
   t.match(await page.textContent('section'), 'the customer was charged 2000, as stored', 'the note is recorded')
   t.match(await page.textContent('section'), 'by console')
+
+  // Two runs failed (a destination was down): retried together, after a count and a confirmation.
+  await app.pg.query("UPDATE ops.runs SET status = 'failed', attempts = 8, last_error = 'destination answered 503' WHERE run_id = ANY($1::uuid[])", [[sent.run_id, hostile.run_id]])
+  await page.goto(`${base}/console/runs?status=failed`)
+  await page.click('text=Retry every failed run matching this filter')
+  t.match(await page.textContent('main'), '2 failed runs match', 'the count first')
+  await shoot('retry')
+  await page.fill('form[action="/console/retry"] input[name=note]', 'the destination is back')
+  await page.click('button:has-text("Retry 2 runs")')
+  t.match(await page.textContent('[role=status]'), '2 runs queued again', 'then the retry')
+  const { rows: [{ n }] } = await app.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE status = 'failed'")
+  t.equal(n, 0, 'no failed run left')
 
   await page.click('nav >> text=Refusals')
   t.match(await page.textContent('table'), 'malformed_signature_header', 'the refused delivery, by reason')
