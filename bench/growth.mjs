@@ -17,46 +17,12 @@ import { startEmbeddedPostgres } from '../dist/db/embedded.js'
 import { migrate } from '../dist/db/migrate.js'
 import { CLAIM } from '../dist/queue.js'
 import { freePort, query, waitFor } from '../test/lib/processes.mjs'
+import { fill } from './fill.mjs'
 
 const root = join(import.meta.dirname, '..')
 const SIZES = (process.env.BENCH_GROWTH_SIZES ?? '10000,1000000,10000000').split(',').map(Number)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
-const CHUNK = 500_000
-
-const HEADERS = { 'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)', 'content-type': 'application/json; charset=utf-8', accept: '*/*; q=0.5, application/xml', 'cache-control': 'no-cache', host: 'hooks.example.com', 'content-length': '1412' }
-
-/** Fills ops.runs with `n` runs and one `received` event each, in chunks, spread over the last n/20 s. */
-async function fill (databaseUrl, n) {
-  const client = new pg.Client({ connectionString: databaseUrl })
-  await client.connect()
-  try {
-    for (let from = 1; from <= n; from += CHUNK) {
-      const to = Math.min(n, from + CHUNK - 1)
-      await client.query(`
-        WITH ins AS (
-          INSERT INTO ops.runs (provider, idempotency_key, event_type, status, payload, body_sha256, headers, received_at, started_at, completed_at, attempts, last_error)
-          SELECT 'stripe', 'evt_g_' || i, 'payment_intent.succeeded', s.status,
-            jsonb_set($1::jsonb, '{id}', to_jsonb('evt_g_' || i)), sha256(int8send(i)), $2::jsonb,
-            t.at, t.at, t.at + interval '20 ms', 1, CASE WHEN s.status = 'completed' THEN NULL ELSE 'generated' END
-          FROM generate_series($3::bigint, $4::bigint) AS i,
-            LATERAL (SELECT now() - make_interval(secs => ($5::bigint - i) * 0.05) AS at) AS t,
-            LATERAL (SELECT CASE i % 100 WHEN 0 THEN 'failed' WHEN 1 THEN 'exception' ELSE 'completed' END AS status) AS s
-          RETURNING run_id, received_at
-        )
-        INSERT INTO ops.run_events (run_id, type, at, data)
-        SELECT run_id, 'received', received_at, '{"request_id": "req-1", "client_ip": "203.0.113.7", "body_bytes": 1412}'::jsonb FROM ins`,
-      [JSON.stringify(template), JSON.stringify(HEADERS), from, to, n])
-    }
-    await client.query("INSERT INTO ops.exceptions (run_id, reason, details) SELECT run_id, 'amount_mismatch', '{}' FROM ops.runs WHERE status = 'exception'")
-    await client.query('VACUUM ANALYZE')
-    const { rows: [size] } = await client.query("SELECT pg_size_pretty(pg_total_relation_size('ops.runs')) AS runs, pg_size_pretty(pg_total_relation_size('ops.run_events')) AS events")
-    return size
-  } finally {
-    await client.end()
-  }
-}
-
 /** Mean milliseconds of `text` over `times` executions on one connection (after one warm-up). */
 async function timed (client, text, values, times = 20) {
   await client.query(text, values)

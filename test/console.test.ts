@@ -27,7 +27,7 @@ function client (app: FastifyInstance) {
     csrf,
     async signIn (token = ADMIN_TOKEN) {
       const form = await request('GET', '/console/sign-in')
-      return await request('POST', '/console/sign-in', { _csrf: csrf(form.body), token })
+      return await request('POST', '/console/sign-in', { _csrf: csrf(form.body), token, name: 'ana' })
     },
     get cookie () { return cookie }
   }
@@ -49,7 +49,7 @@ t.test('signed out, every page sends the operator to sign in; signed in, the pag
   t.match(cookie, /HttpOnly/i, 'HttpOnly')
   t.match(cookie, /SameSite=Strict/i, 'SameSite=Strict')
   t.match(cookie, /Path=\/console/, 'scoped to the console')
-  for (const url of ['/console', '/console/runs', `/console/runs/${run.run_id as string}`, '/console/exceptions', '/console/refusals']) {
+  for (const url of ['/console', '/console?range=day', '/console/runs', `/console/runs/${run.run_id as string}`, '/console/exceptions', '/console/refusals']) {
     t.equal((await browser.request('GET', url)).statusCode, 200, `${url}: 200 signed in`)
   }
   const list = await browser.request('GET', '/console/runs?provider=stripe')
@@ -83,7 +83,7 @@ t.test('a state change without the CSRF token is refused', async t => {
   const replayed = await browser.request('POST', `/console/runs/${run.run_id as string}/replay`, { _csrf: browser.csrf(page.body), note: 'from the console' })
   t.equal(replayed.statusCode, 303)
   const { rows: [event] } = await app.pg.query("SELECT data FROM ops.run_events WHERE run_id = $1 AND type = 'replay_requested'", [run.run_id])
-  t.same(event.data, { by: 'console', note: 'from the console' }, 'replayed once, audited')
+  t.same(event.data, { by: 'console:ana', note: 'from the console' }, 'replayed once, audited with who signed in')
 })
 
 t.test('payload text is shown as text: no markup from a payload reaches the page, and no script may run', async t => {
@@ -119,7 +119,7 @@ t.test('an exception is resolved from the console with a note, and who decided i
   const resolved = await browser.request('POST', `/console/exceptions/${exceptionId}/resolve`, { _csrf: browser.csrf(page.body), action: 'close', note: 'the second delivery was a test' })
   t.equal(resolved.statusCode, 303)
   const { rows: [exception] } = await app.pg.query('SELECT status, resolution, closed_by, note FROM ops.exceptions WHERE exception_id = $1', [exceptionId])
-  t.same(exception, { status: 'resolved', resolution: 'close', closed_by: 'console', note: 'the second delivery was a test' })
+  t.same(exception, { status: 'resolved', resolution: 'close', closed_by: 'console:ana', note: 'the second delivery was a test' })
 })
 
 t.test('bulk retry: a count and a confirmation, then the runs queued again one after another', async t => {
@@ -153,5 +153,5 @@ t.test('bulk retry: a count and a confirmation, then the runs queued again one a
   const { rows: [other] } = await app.pg.query('SELECT status FROM ops.runs WHERE run_id = $1', [otherType])
   t.equal(other.status, 'failed', 'a run outside the filter is left alone')
   const { rows: events } = await app.pg.query("SELECT data FROM ops.run_events WHERE type = 'replay_requested' ORDER BY id")
-  t.match(events.map(e => e.data), [{ by: 'console', note: 'destination back up', bulk: true, status_before: 'failed' }, { bulk: true }], 'each run says who retried it and why')
+  t.match(events.map(e => e.data), [{ by: 'console:ana', note: 'destination back up', bulk: true, status_before: 'failed' }, { bulk: true }], 'each run says who retried it and why')
 })

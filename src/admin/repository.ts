@@ -24,8 +24,8 @@ export interface AdminRepository {
    * `ignored`; runs being processed are left alone and listed.
    */
   eraseRuns: (request: Erasure) => Promise<{ erased: string[], processing: string[], more: boolean }>
-  /** The console's overview: the queue, the review queue, and the runs received in the last hour. */
-  overview: () => Promise<Overview>
+  /** The console's overview: the queue, the review queue, and the runs received in the last `hours`, per `bucketSeconds`. */
+  overview: (hours: number, bucketSeconds: number) => Promise<Overview>
   /** Deliveries that made no run (refusals, handshakes) in the last `hours`, by provider, reason and client. */
   refusals: (hours: number) => Promise<Array<{ provider: string, type: string, reason: string | null, client_ip: string | null, count: number, last: string }>>
   /** The run holding an idempotency key, whichever of `providers` it came from (one index lookup each). */
@@ -84,9 +84,10 @@ export interface Overview {
   oldest_seconds: number
   open_exceptions: number
   failed_last_day: number
-  last_hour: Array<{ provider: string, status: string, count: number }>
-  /** Per minute of the last hour: new runs by provider, and refusals (deliveries that made no run). */
-  per_minute: Array<{ minute: number, series: string, count: number }>
+  /** Runs received in the period, by provider and status. */
+  period: Array<{ provider: string, status: string, count: number }>
+  /** Per bucket of the period (0: the latest): new runs by provider, and refusals (deliveries that made no run). */
+  buckets: Array<{ bucket: number, series: string, count: number }>
 }
 export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
 
@@ -171,8 +172,8 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
       return rowCount === 0 ? 'not_found' : 'processing'
     },
 
-    async overview () {
-      const [{ rows: [counts] }, { rows: lastHour }, { rows: perMinute }] = await Promise.all([
+    async overview (hours, bucketSeconds) {
+      const [{ rows: [counts] }, { rows: period }, { rows: buckets }] = await Promise.all([
         reads.query(`SELECT
             (SELECT count(*) FROM ops.runs WHERE status IN ('received', 'retrying'))::int AS waiting,
             (SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) FROM ops.runs
@@ -180,15 +181,15 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
             (SELECT count(*) FROM ops.exceptions WHERE status = 'open')::int AS open_exceptions,
             (SELECT count(*) FROM ops.runs WHERE status = 'failed' AND received_at > now() - interval '1 day')::int AS failed_last_day`),
         reads.query(`SELECT provider, status, count(*)::int AS count FROM ops.runs
-          WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2`),
-        reads.query(`SELECT floor(extract(epoch FROM now() - received_at) / 60)::int AS minute, provider AS series, count(*)::int AS count
-            FROM ops.runs WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2
+          WHERE received_at > now() - make_interval(hours => $1) GROUP BY 1, 2 ORDER BY 1, 2`, [hours]),
+        reads.query(`SELECT floor(extract(epoch FROM now() - received_at) / $2)::int AS bucket, provider AS series, count(*)::int AS count
+            FROM ops.runs WHERE received_at > now() - make_interval(hours => $1) GROUP BY 1, 2
           UNION ALL
-          SELECT floor(extract(epoch FROM now() - at) / 60)::int, 'refused',
+          SELECT floor(extract(epoch FROM now() - at) / $2)::int, 'refused',
               sum(CASE WHEN type = 'rejected_aggregate' THEN (data->>'count')::int ELSE 1 END)::int
-            FROM ops.run_events WHERE run_id IS NULL AND type IN ('rejected', 'rejected_aggregate') AND at > now() - interval '1 hour' GROUP BY 1`)
+            FROM ops.run_events WHERE run_id IS NULL AND type IN ('rejected', 'rejected_aggregate') AND at > now() - make_interval(hours => $1) GROUP BY 1`, [hours, bucketSeconds])
       ])
-      return { ...counts, last_hour: lastHour, per_minute: perMinute }
+      return { ...counts, period, buckets }
     },
 
     async refusals (hours) {

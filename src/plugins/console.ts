@@ -1,5 +1,5 @@
 import { hkdfSync } from 'node:crypto'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import formbody from '@fastify/formbody'
 import helmet from '@fastify/helmet'
 import secureSession from '@fastify/secure-session'
@@ -11,7 +11,7 @@ import { html, STYLESHEET, type Html } from '../console/html.js'
 import type { RetryFilter } from '../admin/repository.js'
 
 declare module '@fastify/secure-session' {
-  interface SessionData { operator: boolean }
+  interface SessionData { operator: boolean, name: string }
 }
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -67,6 +67,9 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
     if (request.session.get('operator') !== true) return await reply.code(303).header('location', '/console/sign-in').send()
   })
 
+  /** Who decides, for the history: `console:<the name given at sign-in>`. */
+  const operator = (request: FastifyRequest): string => request.session.get('name') ?? 'console:operator'
+
   const page = (reply: FastifyReply, title: string, body: Html, status = 200): FastifyReply => {
     const csrfToken = reply.generateCsrf()
     const signedIn = reply.request.session.get('operator') === true
@@ -88,12 +91,13 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
 
   const signInForm = (message?: string): Html => html`${message === undefined ? '' : html`<p class="flash flash-error" role="alert">${message}</p>`}
 <form method="post" action="/console/sign-in">${csrfField}
+<label>Your name <input name="name" maxlength="100" autocomplete="username" placeholder="recorded with your decisions"></label>
 <label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
 <button>Sign in</button></form>`
 
   fastify.get('/sign-in', { config: { consolePublic: true } }, async (_request, reply) => page(reply, 'Sign in', signInForm()))
 
-  fastify.post<{ Body: { token?: string } }>('/sign-in', { config: { consolePublic: true }, preHandler: fastify.csrfProtection }, async (request, reply) => {
+  fastify.post<{ Body: { token?: string, name?: string } }>('/sign-in', { config: { consolePublic: true }, preHandler: fastify.csrfProtection }, async (request, reply) => {
     const limited = await fastify.refusalLimit(request)
     if (limited !== undefined) return await reply.code(429).header('retry-after', String(limited)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
     if (!constantTimeEqual(String(request.body?.token ?? ''), token)) {
@@ -103,6 +107,8 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
       return page(reply, 'Sign in', signInForm('That is not the admin token.'), 401)
     }
     request.session.set('operator', true)
+    // The token is shared: the name the operator gives is who the history says decided.
+    request.session.set('name', `console:${nonEmpty(request.body?.name)?.slice(0, 100) ?? 'operator'}`)
     return await reply.code(303).header('location', '/console').send()
   })
 
@@ -111,17 +117,22 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
     return await reply.code(303).header('location', '/console/sign-in').send()
   })
 
-  fastify.get('/', async (_request, reply) => {
-    const o = await repository.overview()
+  const RANGES = { hour: { hours: 1, bucket: 60, buckets: 60, label: 'per minute, last hour' }, day: { hours: 24, bucket: 1200, buckets: 72, label: 'per 20 minutes, last 24 hours' } }
+  fastify.get<{ Querystring: { range?: string } }>('/', async (request, reply) => {
+    const rangeName = request.query.range === 'day' ? 'day' : 'hour'
+    const range = RANGES[rangeName]
+    const o = await repository.overview(range.hours, range.bucket)
     return page(reply, 'Overview', html`<div class="cards">
 <div class="card">Runs waiting<b>${o.waiting}</b></div>
 <div class="card">Oldest waiting<b>${Math.round(o.oldest_seconds)} s</b></div>
 <div class="card"><a href="/console/exceptions">Open exceptions</a><b>${o.open_exceptions}</b></div>
 <div class="card"><a href="/console/runs?status=failed">Failed, last 24 h</a><b>${o.failed_last_day}</b></div></div>
-<h2>Deliveries per minute, last hour</h2>${minuteChart(o.per_minute)}
-<h2>Runs received in the last hour</h2>
+<h2>Deliveries ${range.label}</h2>
+<p>${rangeName === 'hour' ? html`<strong>last hour</strong> · <a href="/console?range=day">last 24 hours</a>` : html`<a href="/console">last hour</a> · <strong>last 24 hours</strong>`}</p>
+${bucketChart(o.buckets, range.buckets, range.hours === 1 ? '60 min ago' : '24 h ago')}
+<h2>Runs received ${rangeName === 'hour' ? 'in the last hour' : 'in the last 24 hours'}</h2>
 <table><thead><tr><th>provider</th><th>status</th><th>runs</th></tr></thead><tbody>
-${o.last_hour.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.status}"><a href="/console/runs?provider=${encodeURIComponent(r.provider)}&amp;status=${r.status}">${r.status}</a></td><td>${r.count}</td></tr>`)}
+${o.period.map(r => html`<tr><td>${r.provider}</td><td class="status-${r.status}"><a href="/console/runs?provider=${encodeURIComponent(r.provider)}&amp;status=${r.status}">${r.status}</a></td><td>${r.count}</td></tr>`)}
 </tbody></table>`)
   })
 
@@ -212,19 +223,19 @@ ${e.status === 'open'
 
   fastify.post<{ Params: { runId: string }, Body: { note?: string } }>('/runs/:runId/replay', { preHandler: fastify.csrfProtection }, async (request, reply) => {
     const runId = uuid(request.params.runId)
-    const outcome = await repository.replayRun(runId, { by: 'console', note: note(request.body) })
+    const outcome = await repository.replayRun(runId, { by: operator(request), note: note(request.body) })
     if (outcome === 'not_found') throw new HttpError(404, 'not_found', 'no such run')
     return await reply.code(303).header('location', `/console/runs/${runId}?done=${outcome === 'requeued' ? 'replayed' : 'busy'}`).send()
   })
 
   fastify.post<{ Params: { exceptionId: string }, Body: { note?: string, action?: string } }>('/exceptions/:exceptionId/resolve', { preHandler: fastify.csrfProtection }, async (request, reply) => {
     const action = request.body?.action === 'retry' ? 'retry' : 'close'
-    const exception = await repository.closeException(uuid(request.params.exceptionId), 'resolved', { action, note: note(request.body), by: 'console' })
+    const exception = await repository.closeException(uuid(request.params.exceptionId), 'resolved', { action, note: note(request.body), by: operator(request) })
     return await reply.code(303).header('location', `/console/runs/${exception.run_id}?done=resolved`).send()
   })
 
   fastify.post<{ Params: { exceptionId: string }, Body: { note?: string } }>('/exceptions/:exceptionId/dismiss', { preHandler: fastify.csrfProtection }, async (request, reply) => {
-    const exception = await repository.closeException(uuid(request.params.exceptionId), 'dismissed', { note: note(request.body), by: 'console' })
+    const exception = await repository.closeException(uuid(request.params.exceptionId), 'dismissed', { note: note(request.body), by: operator(request) })
     return await reply.code(303).header('location', `/console/runs/${exception.run_id}?done=dismissed`).send()
   })
 
@@ -269,7 +280,7 @@ ${count === 0
   fastify.post<{ Body: Record<string, string | undefined> }>('/retry', { preHandler: fastify.csrfProtection }, async (request, reply) => {
     const expected = Number(request.body?.expected)
     if (!Number.isInteger(expected) || expected < 1) throw new HttpError(400, 'bad_request', 'confirm the number of runs to retry')
-    const { requeued, seconds } = await repository.retryRuns(retryFilter(request.body ?? {}), Math.min(expected, BULK_LIMIT), config.bulkRetryPerSecond, { by: 'console', note: note(request.body) })
+    const { requeued, seconds } = await repository.retryRuns(retryFilter(request.body ?? {}), Math.min(expected, BULK_LIMIT), config.bulkRetryPerSecond, { by: operator(request), note: note(request.body) })
     request.log.info({ requeued, per_second: config.bulkRetryPerSecond }, 'console bulk retry')
     return await reply.code(303).header('location', `/console/runs?queued=${requeued}&over=${Math.ceil(seconds)}`).send()
   })
@@ -294,25 +305,26 @@ ${rows.map(r => html`<tr><td>${r.provider}</td><td>${r.type}</td><td>${r.reason}
   })
 }
 
-/** New runs per minute by provider, and refusals, over the last hour: an inline SVG (no script). */
-function minuteChart (points: Array<{ minute: number, series: string, count: number }>): Html {
+/** New runs per bucket by provider, and refusals, over the period: an inline SVG (no script). */
+function bucketChart (points: Array<{ bucket: number, series: string, count: number }>, buckets: number, start: string): Html {
   const width = 720
   const height = 160
   const series = [...new Set(points.map(p => p.series))].sort((a, b) => (a === 'refused' ? 1 : 0) - (b === 'refused' ? 1 : 0) || a.localeCompare(b))
-  if (series.length === 0) return html`<p>No delivery in the last hour.</p>`
+  if (series.length === 0) return html`<p>No delivery in this period.</p>`
   const max = Math.max(1, ...points.map(p => p.count))
   const colors = ['#2f6fde', '#1b7a3a', '#9a4fd0', '#de8a2f', '#2fa3a3', '#5a6b7d']
-  const x = (minute: number): number => 40 + (width - 50) * (59 - Math.min(59, minute)) / 59
+  const last = buckets - 1
+  const x = (bucket: number): number => 40 + (width - 50) * (last - Math.min(last, bucket)) / last
   const y = (count: number): number => height - 20 - (height - 40) * count / max
   const lines = series.map((name, i) => {
-    const byMinute = new Map(points.filter(p => p.series === name).map(p => [p.minute, p.count]))
+    const byBucket = new Map(points.filter(p => p.series === name).map(p => [p.bucket, p.count]))
     const color = name === 'refused' ? '#b3261e' : colors[i % colors.length]
-    const path = Array.from({ length: 60 }, (_, m) => `${x(m).toFixed(1)},${y(byMinute.get(m) ?? 0).toFixed(1)}`).join(' ')
+    const path = Array.from({ length: buckets }, (_, b) => `${x(b).toFixed(1)},${y(byBucket.get(b) ?? 0).toFixed(1)}`).join(' ')
     return html`<polyline fill="none" stroke="${color}" stroke-width="2" points="${path}"/><text x="${width - 150}" y="${16 + i * 14}" font-size="12" fill="${color}">${name}</text>`
   })
-  return html`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="deliveries per minute over the last hour">
+  return html`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="deliveries over time">
 <line x1="40" y1="${height - 20}" x2="${width - 10}" y2="${height - 20}" stroke="#999"/><text x="4" y="${y(max) + 4}" font-size="11">${max}</text><text x="4" y="${height - 16}" font-size="11">0</text>
-<text x="40" y="${height - 4}" font-size="11">60 min ago</text><text x="${width - 40}" y="${height - 4}" font-size="11">now</text>${lines}</svg>`
+<text x="40" y="${height - 4}" font-size="11">${start}</text><text x="${width - 40}" y="${height - 4}" font-size="11">now</text>${lines}</svg>`
 }
 
 function nonEmpty (value: string | undefined): string | undefined {

@@ -44,6 +44,7 @@ t.test('an operator signs in, finds a delivery, replays it, and resolves an exce
   await page.fill('input[name=token]', 'not-the-token')
   await page.click('button:has-text("Sign in")')
   t.match(await page.textContent('[role=alert]'), 'not the admin token', 'a wrong token is refused')
+  await page.fill('input[name=name]', 'ana')
   await page.fill('input[name=token]', ADMIN_TOKEN)
   await page.click('button:has-text("Sign in")')
   t.equal(await page.textContent('h1'), 'Overview', 'signed in')
@@ -87,7 +88,7 @@ t.test('an operator signs in, finds a delivery, replays it, and resolves an exce
   await page.click('button:has-text("Resolve")')
   t.match(await page.textContent('[role=status]'), 'Exception resolved')
   t.match(await page.textContent('section'), 'the customer was charged 2000, as stored', 'the note is recorded')
-  t.match(await page.textContent('section'), 'by console')
+  t.match(await page.textContent('section'), 'by console:ana', 'and who decided')
 
   // Two runs failed (a destination was down): retried together, after a count and a confirmation.
   await app.pg.query("UPDATE ops.runs SET status = 'failed', attempts = 8, last_error = 'destination answered 503' WHERE run_id = ANY($1::uuid[])", [[sent.run_id, hostile.run_id]])
