@@ -52,6 +52,12 @@ t.test('signed out, every page sends the operator to sign in; signed in, the pag
   for (const url of ['/console', '/console?range=day', '/console/runs', `/console/runs/${run.run_id as string}`, '/console/exceptions', '/console/refusals']) {
     t.equal((await browser.request('GET', url)).statusCode, 200, `${url}: 200 signed in`)
   }
+  const repeated = stripeEvent()
+  await app.inject(stripeDelivery(repeated))
+  t.equal((await app.inject(stripeDelivery(repeated))).json().status, 'duplicate')
+  const overview = await browser.request('GET', '/console')
+  t.match(overview.body, />stripe<\/text>/, 'the chart has the new runs by provider')
+  t.match(overview.body, />duplicate<\/text>/, 'and the duplicates, another outcome')
   const list = await browser.request('GET', '/console/runs?provider=stripe')
   t.match(list.body, run.run_id, 'the delivery sent a moment before is listed')
   const signedOut = await browser.request('POST', '/console/sign-out', { _csrf: browser.csrf(list.body) })

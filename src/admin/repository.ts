@@ -86,7 +86,7 @@ export interface Overview {
   failed_last_day: number
   /** Runs received in the period, by provider and status. */
   period: Array<{ provider: string, status: string, count: number }>
-  /** Per bucket of the period (0: the latest): new runs by provider, and refusals (deliveries that made no run). */
+  /** Per bucket of the period (0: the latest): new runs by provider, and the other outcomes of deliveries (refused, duplicate, conflict or replay). */
   buckets: Array<{ bucket: number, series: string, count: number }>
 }
 export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
@@ -187,7 +187,10 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
           UNION ALL
           SELECT floor(extract(epoch FROM now() - at) / $2)::int, 'refused',
               sum(CASE WHEN type = 'rejected_aggregate' THEN (data->>'count')::int ELSE 1 END)::int
-            FROM ops.run_events WHERE run_id IS NULL AND type IN ('rejected', 'rejected_aggregate') AND at > now() - make_interval(hours => $1) GROUP BY 1`, [hours, bucketSeconds])
+            FROM ops.run_events WHERE run_id IS NULL AND type IN ('rejected', 'rejected_aggregate') AND at > now() - make_interval(hours => $1) GROUP BY 1
+          UNION ALL
+          SELECT floor(extract(epoch FROM now() - at) / $2)::int, CASE type WHEN 'duplicate' THEN 'duplicate' ELSE 'conflict or replay' END, count(*)::int
+            FROM ops.run_events WHERE type IN ('duplicate', 'payload_conflict', 'replayed_body') AND at > now() - make_interval(hours => $1) GROUP BY 1, 2`, [hours, bucketSeconds])
       ])
       return { ...counts, period, buckets }
     },

@@ -305,11 +305,12 @@ ${rows.map(r => html`<tr><td>${r.provider}</td><td>${r.type}</td><td>${r.reason}
   })
 }
 
-/** New runs per bucket by provider, and refusals, over the period: an inline SVG (no script). */
+/** Deliveries per bucket over the period: new runs by provider, then duplicates, conflicts and refusals; an inline SVG (no script). */
 function bucketChart (points: Array<{ bucket: number, series: string, count: number }>, buckets: number, start: string): Html {
   const width = 720
   const height = 160
-  const series = [...new Set(points.map(p => p.series))].sort((a, b) => (a === 'refused' ? 1 : 0) - (b === 'refused' ? 1 : 0) || a.localeCompare(b))
+  const outcomes: Record<string, string> = { refused: '#b3261e', duplicate: '#8a8f98', 'conflict or replay': '#c77700' }
+  const series = [...new Set(points.map(p => p.series))].sort((a, b) => (a in outcomes ? 1 : 0) - (b in outcomes ? 1 : 0) || a.localeCompare(b))
   if (series.length === 0) return html`<p>No delivery in this period.</p>`
   const max = Math.max(1, ...points.map(p => p.count))
   const colors = ['#2f6fde', '#1b7a3a', '#9a4fd0', '#de8a2f', '#2fa3a3', '#5a6b7d']
@@ -318,7 +319,7 @@ function bucketChart (points: Array<{ bucket: number, series: string, count: num
   const y = (count: number): number => height - 20 - (height - 40) * count / max
   const lines = series.map((name, i) => {
     const byBucket = new Map(points.filter(p => p.series === name).map(p => [p.bucket, p.count]))
-    const color = name === 'refused' ? '#b3261e' : colors[i % colors.length]
+    const color = outcomes[name] ?? colors[i % colors.length]
     const path = Array.from({ length: buckets }, (_, b) => `${x(b).toFixed(1)},${y(byBucket.get(b) ?? 0).toFixed(1)}`).join(' ')
     return html`<polyline fill="none" stroke="${color}" stroke-width="2" points="${path}"/><text x="${width - 150}" y="${16 + i * 14}" font-size="12" fill="${color}">${name}</text>`
   })
