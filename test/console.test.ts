@@ -94,7 +94,7 @@ t.test('a state change without the CSRF token is refused', async t => {
 
 t.test('payload text is shown as text: no markup from a payload reaches the page, and no script may run', async t => {
   const { app } = await build(t, { ADMIN_TOKEN })
-  const hostile = stripeEvent({ type: '<script>alert(1)</script>', data: { object: { name: '"><img src=x onerror=alert(2)>', note: "'; alert(3); '" } } })
+  const hostile = stripeEvent({ type: '<script>alert(1)</script>', data: { object: { name: '"><img src=x onerror=alert(2)>', note: "'; alert(3); '", marker: '__CSRF__' } } })
   const run = (await app.inject(stripeDelivery(hostile))).json()
   const browser = client(app)
   await browser.signIn()
@@ -103,6 +103,7 @@ t.test('payload text is shown as text: no markup from a payload reaches the page
   t.notMatch(page.body, /<script>alert|<img src=x/, 'no markup from the payload')
   t.match(page.body, '&lt;script&gt;alert(1)&lt;/script&gt;', 'the event type, escaped')
   t.match(page.body, '&quot;&gt;&lt;img src=x onerror=alert(2)&gt;', 'the payload, escaped')
+  t.match(page.body, '&quot;marker&quot;: &quot;__CSRF__&quot;', 'shown as sent, whatever it looks like')
   const list = await browser.request('GET', '/console/runs')
   t.notMatch(list.body, /<script>alert/, 'nor in the list')
   const csp = String(page.headers['content-security-policy'])

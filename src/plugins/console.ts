@@ -80,22 +80,22 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
   ? html`<nav><a href="/console">Overview</a> · <a href="/console/runs">Runs</a> · <a href="/console/exceptions">Exceptions</a> · <a href="/console/refusals">Refusals</a></nav>
 <form method="post" action="/console/sign-out"><input type="hidden" name="_csrf" value="${csrfToken}"><button>Sign out</button></form>`
   : ''}</header>
-<main><h1>${title}</h1>${body}</main></body></html>`.text.replace(/__CSRF__/g, csrfToken))
+<main><h1>${title}</h1>${body}</main></body></html>`.text)
   }
-  /** A hidden field: every form's CSRF token, filled in by `page`. */
-  const csrfField = html`<input type="hidden" name="_csrf" value="__CSRF__">`
+  /** A form's CSRF token (one secret per session; each token generated is valid). */
+  const csrfField = (reply: FastifyReply): Html => html`<input type="hidden" name="_csrf" value="${reply.generateCsrf()}">`
   const when = (value: unknown): string => value === null || value === undefined ? '' : new Date(value as string).toISOString().replace('T', ' ').slice(0, 19)
 
   fastify.get('/console.css', { config: { consolePublic: true } }, async (_request, reply) =>
     await reply.type('text/css; charset=utf-8').header('cache-control', 'max-age=3600').send(STYLESHEET))
 
-  const signInForm = (message?: string): Html => html`${message === undefined ? '' : html`<p class="flash flash-error" role="alert">${message}</p>`}
-<form method="post" action="/console/sign-in">${csrfField}
+  const signInForm = (reply: FastifyReply, message?: string): Html => html`${message === undefined ? '' : html`<p class="flash flash-error" role="alert">${message}</p>`}
+<form method="post" action="/console/sign-in">${csrfField(reply)}
 <label>Your name <input name="name" maxlength="100" autocomplete="username" placeholder="recorded with your decisions"></label>
 <label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
 <button>Sign in</button></form>`
 
-  fastify.get('/sign-in', { config: { consolePublic: true } }, async (_request, reply) => page(reply, 'Sign in', signInForm()))
+  fastify.get('/sign-in', { config: { consolePublic: true } }, async (_request, reply) => page(reply, 'Sign in', signInForm(reply)))
 
   fastify.post<{ Body: { token?: string, name?: string } }>('/sign-in', { config: { consolePublic: true }, preHandler: fastify.csrfProtection }, async (request, reply) => {
     const limited = await fastify.refusalLimit(request)
@@ -104,7 +104,7 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
       const retryAfter = await fastify.countRefusal(request)
       if (retryAfter !== undefined) return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
       request.log.info({ client_ip: request.ip }, 'console sign-in refused')
-      return page(reply, 'Sign in', signInForm('That is not the admin token.'), 401)
+      return page(reply, 'Sign in', signInForm(reply, 'That is not the admin token.'), 401)
     }
     request.session.set('operator', true)
     // The token is shared: the name the operator gives is who the history says decided.
@@ -187,13 +187,13 @@ ${next === null ? '' : html`<p><a href="/console/runs?${keep.toString()}${keep.s
 <tr><th>attempts</th><td>${run.attempts}</td></tr><tr><th>received</th><td>${when(run.received_at)}</td></tr>
 <tr><th>completed</th><td>${when(run.completed_at)}</td></tr><tr><th>last error</th><td>${run.last_error}</td></tr>
 </tbody></table>
-<form method="post" action="/console/runs/${run.run_id}/replay">${csrfField}
+<form method="post" action="/console/runs/${run.run_id}/replay">${csrfField(reply)}
 <label>Note <input name="note" maxlength="2000"></label><button>Replay</button></form>
 <h2>History</h2>
 <table><thead><tr><th>at</th><th>event</th><th>details</th></tr></thead><tbody>
 ${run.events.map(e => html`<tr><td>${when(e.at)}</td><td>${e.type}</td><td><code>${JSON.stringify(e.data)}</code></td></tr>`)}
 </tbody></table>
-${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.map(e => exceptionBlock(e as ExceptionRow, payload))}`}
+${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.map(e => exceptionBlock(reply, e as ExceptionRow, payload))}`}
 <h2>Payload</h2><details open><summary>${payload.length} characters</summary><pre>${payload}</pre></details>
 <h2>Headers</h2><details><summary>stored headers (credentials and signatures are never stored)</summary><pre>${JSON.stringify(run.headers, null, 2)}</pre></details>`)
   })
@@ -201,7 +201,7 @@ ${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.ma
   interface ExceptionRow { exception_id: string, reason: string, status: string, details: unknown, created_at: string, closed_at: string | null, closed_by: string | null, resolution: string | null, note: string | null }
 
   /** One exception: what conflicted (two payloads side by side, differing lines marked), and the decision forms. */
-  function exceptionBlock (e: ExceptionRow, runPayload: string): Html {
+  function exceptionBlock (reply: FastifyReply, e: ExceptionRow, runPayload: string): Html {
     const details = (e.details ?? {}) as Record<string, unknown>
     const conflicting = 'payload' in details ? JSON.stringify(details.payload, null, 2) : undefined
     const side = (text: string, other: string): Html => {
@@ -213,11 +213,11 @@ ${conflicting === undefined
   ? html`<pre>${JSON.stringify(details, null, 2)}</pre>`
   : html`<div class="side"><div><h4>stored payload</h4>${side(runPayload, conflicting)}</div><div><h4>the other delivery's payload</h4>${side(conflicting, runPayload)}</div></div>`}
 ${e.status === 'open'
-  ? html`<form method="post" action="/console/exceptions/${e.exception_id}/resolve">${csrfField}
+  ? html`<form method="post" action="/console/exceptions/${e.exception_id}/resolve">${csrfField(reply)}
 <label>Note <input name="note" maxlength="2000"></label>
 <label><select name="action"><option value="close">close</option><option value="retry">retry the run</option></select></label>
 <button>Resolve</button></form>
-<form method="post" action="/console/exceptions/${e.exception_id}/dismiss">${csrfField}<label>Note <input name="note" maxlength="2000"></label><button>Dismiss</button></form>`
+<form method="post" action="/console/exceptions/${e.exception_id}/dismiss">${csrfField(reply)}<label>Note <input name="note" maxlength="2000"></label><button>Dismiss</button></form>`
   : html`<p>${e.resolution ?? e.status} by ${e.closed_by} at ${when(e.closed_at)}${e.note === null ? '' : html`: ${e.note}`}</p>`}</section>`
   }
 
@@ -272,7 +272,7 @@ ${count > BULK_LIMIT ? html` At most ${BULK_LIMIT} go at once (the oldest); retr
 (about ${Math.ceil(taken / config.bulkRetryPerSecond)} s), so that live deliveries keep their turn. Their open exceptions are resolved with “retry”.</p>
 ${count === 0
   ? html`<p><a href="/console/runs">Back to the runs</a></p>`
-  : html`<form method="post" action="/console/retry">${csrfField}${fields.map(([k, v]) => html`<input type="hidden" name="${k}" value="${v}">`)}
+  : html`<form method="post" action="/console/retry">${csrfField(reply)}${fields.map(([k, v]) => html`<input type="hidden" name="${k}" value="${v}">`)}
 <input type="hidden" name="expected" value="${taken}">
 <label>Note <input name="note" maxlength="2000"></label><button>Retry ${taken} runs</button> <a href="/console/runs">Cancel</a></form>`}`)
   })
@@ -292,7 +292,7 @@ ${count === 0
     if (exception === undefined) return page(reply, 'No such exception', html`<p>No exception ${exceptionId}.</p>`, 404)
     const run = await repository.getRun(exception.run_id)
     return page(reply, `Exception: ${exception.reason}`, html`<p>Run <a href="/console/runs/${exception.run_id}">${run?.idempotency_key ?? exception.run_id}</a> · ${exception.provider} · ${exception.event_type}</p>
-${exceptionBlock(exception as ExceptionRow, JSON.stringify(run?.payload ?? null, null, 2))}`)
+${exceptionBlock(reply, exception as ExceptionRow, JSON.stringify(run?.payload ?? null, null, 2))}`)
   })
 
   fastify.get('/refusals', async (_request, reply) => {
