@@ -19,6 +19,7 @@ import errors from './plugins/errors.js'
 import deliveryLog from './plugins/delivery-log.js'
 import health from './plugins/health.js'
 import worker from './plugins/worker.js'
+import retention from './plugins/retention.js'
 import adminData from './plugins/admin-data.js'
 import admin from './plugins/admin.js'
 import operatorConsole from './plugins/console.js'
@@ -52,6 +53,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(deliveryLog)
   await fastify.register(health)
   await fastify.register(worker)
+  await fastify.register(retention)
 
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
   for (const provider of await extraProviders(config)) await fastify.register(provider)

@@ -62,6 +62,11 @@ export const ENV_SCHEMA = Type.Object({
   WORKER_RETRY_BASE_MS: Int({ minimum: 1, default: 5000, description: 'backoff between attempts: base' }),
   WORKER_RETRY_MAX_MS: Int({ minimum: 1, default: 3600000, description: 'backoff between attempts: ceiling' }),
   DESTINATIONS: Type.Optional(Str({ minLength: 1, description: 'forwarding targets: a JSON file or the JSON array (docs/processing.md)' })),
+  RETENTION_DAYS: Int({ minimum: 1, maximum: 3650, default: 30, description: 'completed and ignored runs, with their history, are dropped (a partition per day) this many days after their day ends' }),
+  RETENTION_REVIEW_DAYS: Int({ minimum: 1, maximum: 3650, default: 30, description: 'failed runs are kept this long after they failed, runs with an exception this long after it closed (an open one: for ever)' }),
+  RETENTION_REFUSALS_DAYS: Int({ minimum: 1, maximum: 3650, default: 7, description: 'deliveries that made no run (refusals, handshakes) are dropped after this many days' }),
+  DEDUP_DAYS: Int({ minimum: 1, maximum: 3650, default: 30, description: 'an idempotency key is remembered this long, run or no run: a later delivery of it is new (at least RETENTION_DAYS)' }),
+  RETENTION_INTERVAL_MS: Int({ minimum: 1000, default: 3600000, description: 'how often a replica runs retention and creates partitions ahead (one replica at a time)' }),
   ADMIN_TOKEN: Type.Optional(Str({ minLength: 16, description: 'bearer token of the admin API and the console\'s sign-in (16+ characters); unset: neither (in development one is generated)' })),
   PROVIDERS_DIR: Type.Optional(Str({ minLength: 1, description: 'a folder of drop-in provider files, loaded at boot' }))
 })
@@ -193,8 +198,21 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     destinations: raw.DESTINATIONS,
     adminToken: raw.ADMIN_TOKEN,
     bulkRetryPerSecond: raw.BULK_RETRY_PER_SECOND,
+    retention: retentionSettings(raw),
     // The validated environment, for the providers' own variables.
     env: Object.freeze(clean) as Readonly<Record<string, string | undefined>>
+  }
+}
+
+/** Keys are remembered at least as long as the runs they identify: a run that exists is always found by its key. */
+function retentionSettings (raw: RawEnv) {
+  if (raw.DEDUP_DAYS < raw.RETENTION_DAYS) throw new ConfigError(`DEDUP_DAYS (${raw.DEDUP_DAYS}) must be at least RETENTION_DAYS (${raw.RETENTION_DAYS}): a run's key must outlive it`)
+  return {
+    retentionDays: raw.RETENTION_DAYS,
+    reviewDays: raw.RETENTION_REVIEW_DAYS,
+    refusalsDays: raw.RETENTION_REFUSALS_DAYS,
+    dedupDays: raw.DEDUP_DAYS,
+    intervalMs: raw.RETENTION_INTERVAL_MS
   }
 }
 

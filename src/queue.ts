@@ -49,12 +49,12 @@ WITH expired AS (
       locked_until = now() + make_interval(secs => $3::float8 / 1000), started_at = coalesce(r.started_at, now())
   FROM candidates c
   WHERE r.run_id = c.run_id AND r.run_id = ANY (ARRAY(SELECT run_id FROM candidates))
-  RETURNING r.run_id, r.provider, r.event_type, r.payload, r.attempts, c.status = 'processing' AS lease_expired
+  RETURNING r.run_id, r.provider, r.event_type, r.payload, r.attempts, c.status = 'processing' AS lease_expired, r.tier
 ), logged AS (
-  INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, 'processing', jsonb_build_object('attempt', attempts, 'worker', $2::text, 'lease_expired', lease_expired) FROM claimed
+  INSERT INTO ops.run_events (run_id, type, data, tier)
+  SELECT run_id, 'processing', jsonb_build_object('attempt', attempts, 'worker', $2::text, 'lease_expired', lease_expired), tier FROM claimed
 )
-SELECT * FROM claimed`
+SELECT run_id, provider, event_type, payload, attempts, lease_expired FROM claimed`
 
 /** Claims up to `limit` due runs (and runs whose worker's lease expired) for `worker`. */
 export async function claimRuns (pool: pg.Pool, worker: string, limit: number, leaseMs: number, maxAttempts: number): Promise<ClaimedRun[]> {
@@ -67,10 +67,10 @@ WITH given_up AS (
   UPDATE ops.runs SET status = 'failed', completed_at = now(), locked_by = NULL, locked_until = NULL,
     last_error = 'the lease expired on every attempt (the worker died while processing it)'
   WHERE status = 'processing' AND locked_until < now() AND attempts >= $1
-  RETURNING run_id, attempts
+  RETURNING run_id, attempts, tier
 )
-INSERT INTO ops.run_events (run_id, type, data)
-SELECT run_id, 'failed', jsonb_build_object('attempt', attempts, 'error', 'lease expired after the last attempt') FROM given_up`
+INSERT INTO ops.run_events (run_id, type, data, tier)
+SELECT run_id, 'failed', jsonb_build_object('attempt', attempts, 'error', 'lease expired after the last attempt'), tier FROM given_up`
 
 /** A run that kills its worker every time must not be taken forever: after the last attempt it fails. */
 export async function failExhaustedLeases (pool: pg.Pool, maxAttempts: number): Promise<void> {
@@ -118,9 +118,9 @@ WITH input AS (
       last_error = i.error, locked_by = NULL, locked_until = NULL
   FROM input i
   WHERE r.run_id = i.run_id AND r.run_id = ANY ($3::uuid[]) AND r.locked_by = $1 AND coalesce(r.status, '') = 'processing'
-  RETURNING r.run_id, i.status, i.data, i.exception, i.ord
+  RETURNING r.run_id, i.status, i.data, i.exception, i.ord, r.tier
 ), logged AS (
-  INSERT INTO ops.run_events (run_id, type, data) SELECT run_id, status, data FROM updated ORDER BY ord
+  INSERT INTO ops.run_events (run_id, type, data, tier) SELECT run_id, status, data, tier FROM updated ORDER BY ord
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
   SELECT run_id, exception->>'reason', exception->'details' FROM updated WHERE jsonb_typeof(exception) = 'object' ORDER BY ord
@@ -141,10 +141,10 @@ const RELEASE = `
 WITH released AS (
   UPDATE ops.runs SET status = 'retrying', next_attempt_at = now(), locked_by = NULL, locked_until = NULL
   WHERE locked_by = $1 AND status = 'processing'
-  RETURNING run_id, attempts
+  RETURNING run_id, attempts, tier
 )
-INSERT INTO ops.run_events (run_id, type, data)
-SELECT run_id, 'retrying', jsonb_build_object('attempt', attempts, 'error', 'handed back: the worker shut down') FROM released`
+INSERT INTO ops.run_events (run_id, type, data, tier)
+SELECT run_id, 'retrying', jsonb_build_object('attempt', attempts, 'error', 'handed back: the worker shut down'), tier FROM released`
 
 /** On shutdown: the runs this worker could not finish go back to the queue at once. */
 export async function releaseRuns (pool: pg.Pool, worker: string): Promise<void> {
@@ -155,9 +155,9 @@ const REQUEUE = `
 WITH requeued AS (
   UPDATE ops.runs SET status = 'received', attempts = 0, next_attempt_at = now(), completed_at = NULL, last_error = NULL
   WHERE run_id = $1 AND status <> 'processing'
-  RETURNING run_id
+  RETURNING run_id, tier
 ), logged AS (
-  INSERT INTO ops.run_events (run_id, type, data) SELECT run_id, $2, $3::jsonb FROM requeued
+  INSERT INTO ops.run_events (run_id, type, data, tier) SELECT run_id, $2, $3::jsonb, tier FROM requeued
 )
 SELECT count(*)::int AS requeued FROM requeued, LATERAL (SELECT pg_notify('${RUNS_CHANNEL}', '')) AS wake`
 

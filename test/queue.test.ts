@@ -115,12 +115,18 @@ t.test('a batch of outcomes finds its runs by key, whatever the partial indexes 
   await client.query('BEGIN')
   const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE finish ('w', ${client.escapeLiteral(items)}, ${client.escapeLiteral(ids)})`)
   await client.query('ROLLBACK')
+  // ops.runs is partitioned (sql/011): the runs are read from their day's partition by its primary
+  // key; the other partitions hold none of them (an empty table's scan reads nothing).
   const scans: string[] = []
-  const walk = (node: { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, Plans?: unknown[] }): void => {
-    if (node['Relation Name'] === 'runs' && node['Node Type'] !== 'ModifyTable') scans.push(`${node['Node Type']} ${node['Index Name'] ?? ''}`.trim())
-    for (const child of node.Plans ?? []) walk(child as typeof node)
+  type Node = { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, 'Actual Rows'?: number, 'Rows Removed by Filter'?: number, Plans?: unknown[] }
+  const walk = (node: Node): void => {
+    const read = (node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0) > 0
+    if (node['Relation Name']?.startsWith('runs') === true && node['Node Type'] !== 'ModifyTable' && (read || node['Index Name'] !== undefined)) {
+      scans.push(`${node['Node Type']} ${node['Index Name'] ?? node['Relation Name']}`)
+    }
+    for (const child of node.Plans ?? []) walk(child as Node)
   }
   walk(plan.Plan)
-  t.ok(scans.length > 0 && scans.every(scan => scan.endsWith('runs_pkey')), `ops.runs read by its primary key only: ${scans.join(', ')}`)
+  t.ok(scans.length > 0 && scans.every(scan => scan.endsWith('_pkey')), `ops.runs read by its primary key only: ${scans.join(', ')}`)
   t.equal(plan.Plan['Actual Rows'], 24, 'every run finished')
 })

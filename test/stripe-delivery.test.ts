@@ -59,8 +59,9 @@ t.test('delivering Stripe events through the HTTP path', async t => {
     await other.query('BEGIN')
     const sameBytes = createHash('sha256').update(JSON.stringify(event)).digest('hex')
     const { rows: [theirs] } = await other.query(
-      `INSERT INTO ops.runs (provider, idempotency_key, payload, body_sha256)
-       VALUES ('stripe', $1, '{}', decode($2, 'hex')) RETURNING run_id`, [event.id, sameBytes])
+      `WITH key AS (INSERT INTO ops.run_keys (provider, idempotency_key, body_sha256) VALUES ('stripe', $1, decode($2, 'hex')) RETURNING run_id)
+       INSERT INTO ops.runs (run_id, provider, idempotency_key, payload, body_sha256)
+       SELECT run_id, 'stripe', $1, '{}', decode($2, 'hex') FROM key RETURNING run_id`, [event.id, sameBytes])
     const delivery = app.inject(stripeDelivery(event))
     for (let i = 0; i < 100; i++) {
       const { rows: [{ waiting }] } = await app.pg.query(

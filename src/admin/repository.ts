@@ -28,7 +28,7 @@ export interface AdminRepository {
   overview: (hours: number, bucketSeconds: number) => Promise<Overview>
   /** Deliveries that made no run (refusals, handshakes) in the last `hours`, by provider, reason and client. */
   refusals: (hours: number) => Promise<Array<{ provider: string, type: string, reason: string | null, client_ip: string | null, count: number, last: string }>>
-  /** The run holding an idempotency key, whichever of `providers` it came from (one index lookup each). */
+  /** The run holding an idempotency key, whichever of `providers` it came from (ops.run_keys: one index lookup each). */
   findRunByKey: (providers: readonly string[], idempotencyKey: string) => Promise<string | undefined>
   /** One exception, by its id (a list of none or one). */
   listExceptionsOf: (exceptionId: string) => Promise<{ exceptions: Array<Static<typeof Exception>> }>
@@ -65,16 +65,17 @@ WITH target AS (
   UPDATE ops.runs r SET status = 'received', attempts = 0, completed_at = NULL, last_error = NULL,
     next_attempt_at = now() + make_interval(secs => t.n / $7::float8)
   FROM numbered t WHERE r.run_id = t.run_id
-  RETURNING r.run_id, t.status AS was, t.n
+  RETURNING r.run_id, t.status AS was, t.n, r.tier
 ), closed AS (
   UPDATE ops.exceptions e SET status = 'resolved', closed_at = now(), closed_by = $8, resolution = 'retry', note = $9
   FROM requeued q WHERE e.run_id = q.run_id AND e.status = 'open'
   RETURNING e.run_id, e.exception_id
 ), logged AS (
-  INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, 'replay_requested', jsonb_build_object('by', $8::text, 'note', $9::text, 'bulk', true, 'status_before', was, 'due_in_s', round(n / $7::numeric, 2)) FROM requeued
+  INSERT INTO ops.run_events (run_id, type, data, tier)
+  SELECT run_id, 'replay_requested', jsonb_build_object('by', $8::text, 'note', $9::text, 'bulk', true, 'status_before', was, 'due_in_s', round(n / $7::numeric, 2)), tier FROM requeued
   UNION ALL
-  SELECT run_id, 'exception_resolved', jsonb_build_object('exception_id', exception_id, 'by', $8::text, 'note', $9::text, 'action', 'retry', 'bulk', true) FROM closed
+  SELECT c.run_id, 'exception_resolved', jsonb_build_object('exception_id', exception_id, 'by', $8::text, 'note', $9::text, 'action', 'retry', 'bulk', true), q.tier
+  FROM closed c JOIN requeued q USING (run_id)
 )
 SELECT count(*)::int AS requeued, coalesce(max(n), 0)::float8 / $7::float8 AS seconds, (SELECT count(*) FROM pg_notify('${RUNS_CHANNEL}', '')) AS woken FROM requeued`
 
@@ -97,7 +98,7 @@ export const ERASED = { erased: true }
 const ERASE = `
 WITH target AS (
   SELECT run_id, status FROM ops.runs
-  WHERE provider = $1 AND ($2::text IS NULL OR idempotency_key = $2) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
+  WHERE provider = $1 AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2)) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
     AND status <> 'processing' AND payload <> $5::jsonb
   ORDER BY received_at
   LIMIT $6
@@ -110,16 +111,16 @@ WITH target AS (
       last_error = CASE WHEN r.status IN ('received', 'retrying') THEN 'payload erased before it was processed' ELSE r.last_error END
   FROM target t
   WHERE r.run_id = t.run_id
-  RETURNING r.run_id, t.status AS was
+  RETURNING r.run_id, t.status AS was, r.tier
 ), conflicts AS (
   UPDATE ops.exceptions e SET details = (e.details - 'payload') || '{"payload_erased": true}'::jsonb
   FROM erased WHERE e.run_id = erased.run_id AND e.details ? 'payload'
 ), logged AS (
-  INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, 'erased', jsonb_build_object('by', $7::text, 'note', $8::text, 'status_before', was, 'matched', $9::jsonb) FROM erased
+  INSERT INTO ops.run_events (run_id, type, data, tier)
+  SELECT run_id, 'erased', jsonb_build_object('by', $7::text, 'note', $8::text, 'status_before', was, 'matched', $9::jsonb), tier FROM erased
 ), busy AS (
   SELECT run_id FROM ops.runs
-  WHERE provider = $1 AND status = 'processing' AND ($2::text IS NULL OR idempotency_key = $2) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
+  WHERE provider = $1 AND status = 'processing' AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2)) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
 )
 SELECT (SELECT coalesce(array_agg(run_id), '{}') FROM erased) AS erased, (SELECT coalesce(array_agg(run_id), '{}') FROM busy) AS processing`
 
@@ -142,7 +143,7 @@ const END_RUN = `
 WITH ended AS (
   UPDATE ops.runs SET status = $2, completed_at = now() WHERE run_id = $1 AND status = 'exception' RETURNING run_id
 )
-INSERT INTO ops.run_events (run_id, type, data) VALUES ($1, $3, $4::jsonb)`
+INSERT INTO ops.run_events (run_id, type, data, tier) VALUES ($1, $3, $4::jsonb, ops.event_tier($1))`
 
 /**
  * `pool` is the primary: every write, and every read a write depends on. `reads` serves the lists and
@@ -206,7 +207,8 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
 
     async findRunByKey (providers, idempotencyKey) {
       const { rows: [row] } = await reads.query(
-        'SELECT run_id FROM ops.runs WHERE (provider, idempotency_key) IN (SELECT p, $2::text FROM unnest($1::text[]) AS p) LIMIT 1',
+        `SELECT k.run_id FROM ops.run_keys k JOIN ops.runs r USING (run_id)
+         WHERE (k.provider, k.idempotency_key) IN (SELECT p, $2::text FROM unnest($1::text[]) AS p) LIMIT 1`,
         [providers, idempotencyKey])
       return row?.run_id
     },

@@ -11,8 +11,9 @@ const MIGRATION_LOCK = 7_364_526_170_211
 /**
  * Brings the schema to the latest version. Runs under a session-level advisory lock, so that several
  * replicas booting together apply each migration once; the others wait, then find nothing to do.
+ * `target` (a version, '007'): stop there (tests build the layout of an older release with it).
  */
-export async function migrate (connectionString: string): Promise<{ from: number, to: number }> {
+export async function migrate (connectionString: string, target?: string): Promise<{ from: number, to: number }> {
   const client = new pg.Client({ connectionString })
   await client.connect()
   try {
@@ -26,7 +27,7 @@ export async function migrate (connectionString: string): Promise<{ from: number
       execQuery: async (query: string) => await client.query(query)
     })
     const from = await postgrator.getDatabaseVersion()
-    await postgrator.migrate()
+    await postgrator.migrate(target)
     return { from, to: await postgrator.getDatabaseVersion() }
   } finally {
     // Ending the session releases the lock even if the unlock itself fails.

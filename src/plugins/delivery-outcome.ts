@@ -39,11 +39,11 @@ declare module 'fastify' {
 }
 
 /** Deliveries that create no run (refused, handshakes) are audited with run_id NULL. */
-const AUDIT_WITHOUT_RUN = 'INSERT INTO ops.run_events (run_id, type, data) VALUES (NULL, $1, $2::jsonb)'
+const AUDIT_WITHOUT_RUN = "INSERT INTO ops.run_events (run_id, type, data, tier) VALUES (NULL, $1, $2::jsonb, 'audit')"
 
 /** Refusals of limited clients: one row per client, provider, reason and minute, with a count. */
-const AUDIT_AGGREGATES = `INSERT INTO ops.run_events (run_id, type, at, data)
-SELECT NULL, 'rejected_aggregate', (row->>'minute')::timestamptz, row FROM jsonb_array_elements($1::jsonb) AS row`
+const AUDIT_AGGREGATES = `INSERT INTO ops.run_events (run_id, type, at, data, tier)
+SELECT NULL, 'rejected_aggregate', (row->>'minute')::timestamptz, row, 'audit' FROM jsonb_array_elements($1::jsonb) AS row`
 
 export default fp(async function deliveryOutcome (fastify) {
   fastify.decorateRequest('delivery', null)

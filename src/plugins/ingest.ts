@@ -12,8 +12,8 @@ import { registerPool } from './database.js'
 /**
  * Storing deliveries. A verified event is recorded by ONE statement (one round trip, one commit)
  * shared with the deliveries that arrived at the same moment (group commit, src/batcher.ts): the
- * run is inserted ON CONFLICT DO NOTHING and a 'received' or 'duplicate' run event is appended to
- * whichever run holds the key. The handler answers only after that statement has committed.
+ * key is inserted into ops.run_keys ON CONFLICT DO NOTHING, a new key gets its run, and a 'received'
+ * or 'duplicate' run event is appended to whichever run holds the key. The handler answers only after that statement has committed.
  */
 export interface Delivery {
   provider: string
@@ -42,8 +42,9 @@ declare module 'fastify' {
   }
 }
 
-// One statement, one commit, for a whole batch of deliveries (src/batcher.ts): the runs (new, or the
-// ones already holding their keys), one run event per delivery, an exception for each delivery whose
+// One statement, one commit, for a whole batch of deliveries (src/batcher.ts): the keys (ops.run_keys,
+// the arbiter: a key is new, or held by a run, or by a run that retention removed inside DEDUP_DAYS),
+// the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone), an exception for each delivery whose
 // key arrives with different signed bytes (a payload conflict), and one NOTIFY that wakes the
 // workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
 // others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
@@ -59,36 +60,39 @@ WITH input AS (
     decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
     decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
-), inserted AS (
-  INSERT INTO ops.runs (provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256, completed_at,
-    attempts, started_at, locked_by, locked_until)
-  SELECT DISTINCT ON (provider, idempotency_key) provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256,
-    CASE WHEN status = 'completed' THEN now() END,
-    CASE WHEN status = 'processing' THEN 1 ELSE 0 END, CASE WHEN status = 'processing' THEN now() END, locked_by,
-    CASE WHEN status = 'processing' THEN now() + make_interval(secs => $2::float8 / 1000) END
-  FROM input ORDER BY provider, idempotency_key, ord
+), firsts AS (
+  SELECT DISTINCT ON (provider, idempotency_key) * FROM input ORDER BY provider, idempotency_key, ord
+), keyed AS (
+  INSERT INTO ops.run_keys (provider, idempotency_key, body_sha256, replay_sha256)
+  SELECT provider, idempotency_key, body_sha256, replay_sha256 FROM firsts ORDER BY provider, idempotency_key
   ON CONFLICT DO NOTHING
+  RETURNING run_id, provider, idempotency_key
+), inserted AS (
+  INSERT INTO ops.runs (run_id, provider, idempotency_key, event_type, payload, body_sha256, headers, status, replay_sha256, completed_at,
+    attempts, started_at, locked_by, locked_until)
+  SELECT k.run_id, provider, idempotency_key, f.event_type, f.payload, f.body_sha256, f.headers, f.status, f.replay_sha256,
+    CASE WHEN f.status = 'completed' THEN now() END,
+    CASE WHEN f.status = 'processing' THEN 1 ELSE 0 END, CASE WHEN f.status = 'processing' THEN now() END, f.locked_by,
+    CASE WHEN f.status = 'processing' THEN now() + make_interval(secs => $2::float8 / 1000) END
+  FROM keyed k JOIN firsts f USING (provider, idempotency_key)
   RETURNING run_id, provider, idempotency_key, body_sha256, status, replay_sha256
 ), by_key AS (
-  SELECT run_id, provider, idempotency_key, body_sha256, status, true AS created FROM inserted
+  SELECT run_id, provider, idempotency_key, body_sha256, status, 'live' AS tier, true AS created FROM inserted
   UNION ALL
-  SELECT r.run_id, k.provider, k.idempotency_key, r.body_sha256, r.status, false
-  FROM (SELECT DISTINCT provider, idempotency_key FROM input) AS k
-  CROSS JOIN LATERAL (
-    SELECT run_id, body_sha256, status FROM ops.runs
-    WHERE provider = k.provider AND idempotency_key = k.idempotency_key LIMIT 1
-  ) AS r
+  SELECT k.run_id, k.provider, k.idempotency_key, k.body_sha256, r.status, coalesce(r.tier, 'audit'), false
+  FROM (SELECT DISTINCT provider, idempotency_key FROM input) AS q
+  JOIN ops.run_keys k ON k.provider = q.provider AND k.idempotency_key = q.idempotency_key
+  LEFT JOIN LATERAL (SELECT status, tier FROM ops.runs WHERE run_id = k.run_id LIMIT 1) AS r ON true
 ), by_body AS (
-  SELECT run_id, provider, replay_sha256, body_sha256, status FROM inserted WHERE replay_sha256 IS NOT NULL
+  SELECT run_id, provider, replay_sha256, body_sha256, status, 'live' AS tier FROM inserted WHERE replay_sha256 IS NOT NULL
   UNION ALL
-  SELECT r.run_id, k.provider, k.replay_sha256, r.body_sha256, r.status
-  FROM (SELECT DISTINCT provider, replay_sha256 FROM input WHERE replay_sha256 IS NOT NULL) AS k
-  CROSS JOIN LATERAL (
-    SELECT run_id, body_sha256, status FROM ops.runs
-    WHERE provider = k.provider AND replay_sha256 = k.replay_sha256 LIMIT 1
-  ) AS r
+  SELECT k.run_id, k.provider, k.replay_sha256, k.body_sha256, r.status, coalesce(r.tier, 'audit')
+  FROM (SELECT DISTINCT provider, replay_sha256 FROM input WHERE replay_sha256 IS NOT NULL) AS q
+  JOIN ops.run_keys k ON k.provider = q.provider AND k.replay_sha256 = q.replay_sha256
+  LEFT JOIN LATERAL (SELECT status, tier FROM ops.runs WHERE run_id = k.run_id LIMIT 1) AS r ON true
 ), run AS (
-  SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, d.delivery, d.payload, d.body_sha256, d.locked_by,
+  SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, coalesce(k.tier, b.tier) AS tier,
+    d.delivery, d.payload, d.body_sha256, d.locked_by,
     coalesce(k.created, false) AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
     k.run_id IS NULL AS replayed,
     d.body_sha256 <> coalesce(k.body_sha256, b.body_sha256) AS conflict
@@ -97,19 +101,19 @@ WITH input AS (
   LEFT JOIN by_body b ON k.run_id IS NULL AND b.provider = d.provider AND b.replay_sha256 = d.replay_sha256
   WHERE coalesce(k.run_id, b.run_id) IS NOT NULL
 ), appended AS (
-  INSERT INTO ops.run_events (run_id, type, data)
-  SELECT run_id, type, data FROM (
-    SELECT ord, 1 AS seq, run_id, CASE WHEN is_new THEN 'received' WHEN replayed THEN 'replayed_body' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END AS type, delivery AS data
+  INSERT INTO ops.run_events (run_id, type, data, tier)
+  SELECT run_id, type, data, tier FROM (
+    SELECT ord, 1 AS seq, run_id, CASE WHEN is_new THEN 'received' WHEN replayed THEN 'replayed_body' WHEN conflict THEN 'payload_conflict' ELSE 'duplicate' END AS type, delivery AS data, tier
     FROM run
     UNION ALL
-    SELECT ord, 2, run_id, 'completed', '{"attempt": 0, "nothing_to_do": true}'::jsonb FROM run WHERE is_new AND status = 'completed'
+    SELECT ord, 2, run_id, 'completed', '{"attempt": 0, "nothing_to_do": true}'::jsonb, tier FROM run WHERE is_new AND status = 'completed'
     UNION ALL
-    SELECT ord, 2, run_id, 'processing', jsonb_build_object('attempt', 1, 'worker', locked_by, 'lease_expired', false) FROM run WHERE is_new AND status = 'processing'
+    SELECT ord, 2, run_id, 'processing', jsonb_build_object('attempt', 1, 'worker', locked_by, 'lease_expired', false), tier FROM run WHERE is_new AND status = 'processing'
   ) AS events ORDER BY ord, seq
 ), raised AS (
   INSERT INTO ops.exceptions (run_id, reason, details)
   SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery)
-  FROM run WHERE conflict AND NOT replayed ORDER BY ord
+  FROM run WHERE conflict AND NOT replayed AND tier <> 'audit' ORDER BY ord
 ), wake AS (
   SELECT count(pg_notify('${RUNS_CHANNEL}', '')) FROM (SELECT FROM run WHERE is_new AND status = 'received' LIMIT 1) AS one
 )
