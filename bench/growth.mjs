@@ -115,13 +115,14 @@ try {
 
 const base = results[0]
 const ratio = (value, of) => (value / of).toFixed(2)
-const rows = results.map(r => `| ${r.n.toLocaleString('en')} | ${r.size.runs} / ${r.size.events} | ${r.rps} (${ratio(r.rps, base.rps)}×) | ${r.p99} (${ratio(r.p99, base.p99)}×) | ${r.claimMs.toFixed(2)} (${ratio(r.claimMs, base.claimMs)}×) | ${r.listMs.toFixed(2)} (${ratio(r.listMs, base.listMs)}×) | ${r.failedMs.toFixed(2)} (${ratio(r.failedMs, base.failedMs)}×) | ${r.non2xx} |`).join('\n')
+const rows = results.map(r => `| ${r.n.toLocaleString('en')} | ${r.size.runs} / ${r.size.events} / ${r.size.keys} | ${r.rps} (${ratio(r.rps, base.rps)}×) | ${r.p99} (${ratio(r.p99, base.p99)}×) | ${r.claimMs.toFixed(2)} (${ratio(r.claimMs, base.claimMs)}×) | ${r.listMs.toFixed(2)} (${ratio(r.listMs, base.listMs)}×) | ${r.failedMs.toFixed(2)} (${ratio(r.failedMs, base.failedMs)}×) | ${r.non2xx} |`).join('\n')
 const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
 await writeFile(join(root, 'docs', 'benchmarks-growth.md'), `# Growth curve
 
 \`npm run bench:growth\` (bench/growth.mjs): for each size, a fresh database filled in bulk (generate_series:
 the 1.4 KB Stripe payload of \`npm run bench\`, one \`received\` event per run, 98 % completed, 1 % failed,
-1 % exception with its exception row), vacuumed, then measured with fsync on: ingest at saturation
+1 % exception with its exception row, received over the last n/20 s: each run in the partition of its
+day, with its key in ops.run_keys), vacuumed, then measured with fsync on: ingest at saturation
 (a gateway, ${SECONDS} s of unique events, 50 connections, autocannon), one claim of 128 due runs out of
 1,000 waiting (the generic plan a worker's connection caches; mean of 20, rolled back), and the admin
 API's list of runs (first page of 50, newest first; one provider's failed runs; mean of 20).
@@ -130,7 +131,7 @@ as the load generator.
 
 Last run: ${date} UTC, ${process.version}, sizes ${SIZES.join(', ')}.
 
-| runs in ops.runs | size: runs / run_events | ingest req/s | ingest p99 ms | claim ms | admin list ms | failed runs of a provider ms | non-2xx |
+| runs in ops.runs | size: runs / run_events / run_keys | ingest req/s | ingest p99 ms | claim ms | admin list ms | failed runs of a provider ms | non-2xx |
 |---|---|---|---|---|---|---|---|
 ${rows}
 

@@ -75,7 +75,6 @@ COMMENT ON COLUMN ops.runs.metadata IS 'Free for operators: hookgate never write
 COMMENT ON COLUMN ops.runs.tier IS 'live: in the partition of its day; held: kept by retention past its day; legacy: stored before migration 011.';
 
 -- The indexes of the old table, on the partitioned one: the old table's own are attached as they are.
-CREATE INDEX runs_status_idx ON ops.runs (status) WHERE status NOT IN ('completed', 'ignored');
 CREATE INDEX runs_due_idx ON ops.runs (next_attempt_at) WHERE status IN ('received', 'retrying');
 CREATE INDEX runs_leased_idx ON ops.runs (locked_until) WHERE status = 'processing';
 CREATE INDEX runs_listing_idx ON ops.runs (received_at DESC, run_id DESC);
@@ -84,6 +83,11 @@ CREATE TABLE ops.runs_live PARTITION OF ops.runs (PRIMARY KEY (run_id)) FOR VALU
 CREATE TABLE ops.runs_held PARTITION OF ops.runs (PRIMARY KEY (run_id)) FOR VALUES IN ('held');
 ALTER TABLE ops.runs_legacy ALTER COLUMN tier DROP DEFAULT;
 ALTER TABLE ops.runs ATTACH PARTITION ops.runs_legacy FOR VALUES IN ('legacy');
+-- Runs not done with, by status, newest first: the review lists (failed, exception) read them in order,
+-- and retention finds what to keep with it. On the new tiers only: the legacy table keeps its own
+-- (status) index rather than a build under this migration's lock.
+CREATE INDEX runs_live_status_idx ON ops.runs_live (status, received_at DESC, run_id DESC) WHERE status NOT IN ('completed', 'ignored');
+CREATE INDEX runs_held_status_idx ON ops.runs_held (status, received_at DESC, run_id DESC) WHERE status NOT IN ('completed', 'ignored');
 
 CREATE TABLE ops.run_events (
   id     bigint      NOT NULL DEFAULT nextval('ops.run_event_ids'),

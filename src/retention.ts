@@ -185,8 +185,10 @@ async function dropRuns (client: pg.ClientBase, review: unknown[], runs: string,
     held += rowCount ?? 0
     await client.query(`INSERT INTO ops.run_events (id, run_id, type, at, data, tier)
       SELECT id, run_id, type, at, data, 'held' FROM ops.${events} WHERE run_id IN (SELECT run_id FROM ops.runs_held)`)
+    // The exceptions of the runs that go (closed long ago: an open one would have kept its run).
+    await client.query(`DELETE FROM ops.exceptions e WHERE EXISTS (SELECT FROM ops.${runs} r WHERE r.run_id = e.run_id)
+      AND NOT EXISTS (SELECT FROM ops.runs_held h WHERE h.run_id = e.run_id)`)
     await client.query(`DROP TABLE ops.${runs}, ops.${events}`)
-    await client.query('DELETE FROM ops.exceptions e WHERE NOT EXISTS (SELECT FROM ops.runs r WHERE r.run_id = e.run_id)')
     await client.query('COMMIT')
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
