@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { Gauge } from 'prom-client'
 import { ensurePartitions, maintain } from '../retention.js'
 
 /**
@@ -15,12 +16,18 @@ export default fp(async function retention (fastify) {
     client.release()
   }
 
+  // When this replica last finished a pass: the replicas take turns, so the newest of them all is the
+  // figure to watch (deploy/alerts.yml: HookgateRetentionStalled).
+  const lastPass = new Gauge({ name: 'hookgate_retention_last_pass_timestamp_seconds', help: 'When this replica last finished a retention pass (0: never).', registers: [] })
+  fastify.metrics.registry.registerMetric(lastPass)
+
   let running: Promise<void> | undefined
   const pass = (): void => {
     if (running !== undefined) return
     running = maintain(fastify.pg.pool, settings)
       .then(report => {
         if (report.skipped) return
+        lastPass.set(Date.now() / 1000)
         const level = report.dropped.length + report.released + report.keysPruned + report.created > 0 ? 'info' : 'debug'
         fastify.log[level]({ retention: report }, 'retention pass')
       })
@@ -36,4 +43,4 @@ export default fp(async function retention (fastify) {
     clearInterval(timer)
     await running
   })
-}, { name: 'retention', dependencies: ['database'] })
+}, { name: 'retention', dependencies: ['database', 'metrics'] })
