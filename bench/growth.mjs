@@ -122,7 +122,8 @@ await writeFile(join(root, 'docs', 'benchmarks-growth.md'), `# Growth curve
 \`npm run bench:growth\` (bench/growth.mjs): for each size, a fresh database filled in bulk (generate_series:
 the 1.4 KB Stripe payload of \`npm run bench\`, one \`received\` event per run, 98 % completed, 1 % failed,
 1 % exception with its exception row, received over the last n/20 s: each run in the partition of its
-day, with its key in ops.run_keys), vacuumed, then measured with fsync on: ingest at saturation
+day, with its key in ops.run_keys; the partitions of the last 30 days made for every size, as the default
+retention keeps them), vacuumed, then measured with fsync on: ingest at saturation
 (a gateway, ${SECONDS} s of unique events, 50 connections, autocannon), one claim of 128 due runs out of
 1,000 waiting (the generic plan a worker's connection caches; mean of 20, rolled back), and the admin
 API's list of runs (first page of 50, newest first; one provider's failed runs; mean of 20).
