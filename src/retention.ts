@@ -94,19 +94,18 @@ export async function maintain (pool: pg.Pool, settings: RetentionSettings, now 
     try {
       report.created = await ensurePartitions(client, now)
       const review = [now, settings.reviewDays]
-      for (const day of expiredDays(await partitionDays(client, 'runs_live', 'runs_p'), now, settings.retentionDays)) {
+      for (const day of expiredDays(await tableDays(client, '(runs|run_events)_p'), now, settings.retentionDays)) {
         report.held += await dropRuns(client, review, `runs_p${day}`, `run_events_p${day}`, report.dropped)
       }
-      // The table of before migration 011 (empty on a new install) goes when its newest run has expired.
-      const { rows: [legacy] } = await client.query<{ exists: boolean }>(
-        "SELECT to_regclass('ops.runs_legacy') IS NOT NULL AND to_regclass('ops.run_events_legacy') IS NOT NULL AS exists")
-      if (legacy.exists) {
-        const { rows: [age] } = await client.query<{ expired: boolean }>(
-          "SELECT coalesce((SELECT max(received_at) FROM ops.runs_legacy), '-infinity') < $1::timestamptz - make_interval(days => $2) AS expired",
-          [now, settings.retentionDays])
-        if (age.expired) report.held += await dropRuns(client, review, 'runs_legacy', 'run_events_legacy', report.dropped)
-      }
-      for (const day of expiredDays(await partitionDays(client, 'run_events_audit', 'run_events_audit_p'), now, settings.refusalsDays)) {
+      // The tables of before migration 011 (empty on a new install) go when their newest run has expired.
+      const { rows: [legacy] } = await client.query<{ runs: boolean, events: boolean }>(
+        "SELECT to_regclass('ops.runs_legacy') IS NOT NULL AS runs, to_regclass('ops.run_events_legacy') IS NOT NULL AS events")
+      const expired = legacy.runs
+        ? (await client.query<{ expired: boolean }>("SELECT coalesce((SELECT max(received_at) FROM ops.runs_legacy), '-infinity') < $1::timestamptz - make_interval(days => $2) AS expired",
+            [now, settings.retentionDays])).rows[0].expired
+        : legacy.events
+      if (expired) report.held += await dropRuns(client, review, 'runs_legacy', 'run_events_legacy', report.dropped)
+      for (const day of expiredDays(await tableDays(client, 'run_events_audit_p'), now, settings.refusalsDays)) {
         await detach(client, 'run_events_audit', `run_events_audit_p${day}`)
         await client.query(`DROP TABLE ops.run_events_audit_p${day}`)
         report.dropped.push(`run_events_audit_p${day}`)
@@ -134,12 +133,15 @@ export async function ensurePartitions (client: pg.ClientBase, now: Date): Promi
   return row.made
 }
 
-/** The days (YYYYMMDD) of the partitions attached to `parent`, or left half-detached by a pass that stopped. */
-async function partitionDays (client: pg.ClientBase, parent: string, prefix: string): Promise<string[]> {
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-     WHERE i.inhparent = $1::regclass AND c.relname ~ $2`, [`ops.${parent}`, `^${prefix}[0-9]{8}$`])
-  return rows.map(row => row.name.slice(prefix.length))
+/**
+ * The days (YYYYMMDD) of the tables named `<prefix>YYYYMMDD`: the partitions, and any a pass that
+ * stopped half-way left detached (the next pass ends its work).
+ */
+async function tableDays (client: pg.ClientBase, prefix: string): Promise<string[]> {
+  const { rows } = await client.query<{ day: string }>(
+    `SELECT DISTINCT substring(relname FROM '[0-9]{8}$') AS day FROM pg_class
+     WHERE relnamespace = 'ops'::regnamespace AND relkind = 'r' AND relname ~ $1`, [`^${prefix}[0-9]{8}$`])
+  return rows.map(row => row.day)
 }
 
 /**
@@ -160,41 +162,49 @@ async function detach (client: pg.ClientBase, parent: string, table: string): Pr
  * over from the detached table, and the tables are dropped. Returns how many runs were held.
  */
 async function dropRuns (client: pg.ClientBase, review: unknown[], runs: string, events: string, dropped: string[]): Promise<number> {
-  const parentOf = (table: string): string => table.startsWith('run_events') ? (table.endsWith('legacy') ? 'run_events' : 'run_events_live') : (table.endsWith('legacy') ? 'runs' : 'runs_live')
+  const legacy = runs.endsWith('legacy')
+  const { rows: [exists] } = await client.query<{ runs: boolean, events: boolean }>(
+    'SELECT to_regclass($1) IS NOT NULL AS runs, to_regclass($2) IS NOT NULL AS events', [`ops.${runs}`, `ops.${events}`])
   let held = 0
   await client.query('BEGIN')
   try {
-    const { rows } = await client.query<{ run_id: string }>(
-      `UPDATE ops.runs SET tier = 'held' WHERE run_id IN (SELECT run_id FROM ops.${runs} WHERE ${KEPT}) RETURNING run_id`, review)
-    held = rows.length
-    if (held > 0) {
-      await client.query(`UPDATE ops.run_events SET tier = 'held' WHERE run_id IN (SELECT run_id FROM ops.${events} WHERE run_id = ANY ($1::uuid[]))`,
-        [rows.map(row => row.run_id)])
+    if (exists.runs) {
+      const { rows } = await client.query<{ run_id: string }>(
+        `UPDATE ops.runs SET tier = 'held' WHERE run_id IN (SELECT run_id FROM ops.${runs} WHERE ${KEPT}) RETURNING run_id`, review)
+      held = rows.length
+      if (held > 0 && exists.events) {
+        await client.query(`UPDATE ops.run_events SET tier = 'held' WHERE run_id IN (SELECT run_id FROM ops.${events} WHERE run_id = ANY ($1::uuid[]))`,
+          [rows.map(row => row.run_id)])
+      }
     }
     await client.query('COMMIT')
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
   }
-  await detach(client, parentOf(runs), runs)
-  await detach(client, parentOf(events), events)
+  if (exists.runs) await detach(client, legacy ? 'runs' : 'runs_live', runs)
+  if (exists.events) await detach(client, legacy ? 'run_events' : 'run_events_live', events)
   await client.query('BEGIN')
   try {
-    const { rowCount } = await client.query(
-      `INSERT INTO ops.runs (${COLUMNS}, tier) SELECT ${COLUMNS}, 'held' FROM ops.${runs} WHERE ${KEPT}`, review)
-    held += rowCount ?? 0
-    await client.query(`INSERT INTO ops.run_events (id, run_id, type, at, data, tier)
-      SELECT id, run_id, type, at, data, 'held' FROM ops.${events} WHERE run_id IN (SELECT run_id FROM ops.runs_held)`)
-    // The exceptions of the runs that go (closed long ago: an open one would have kept its run).
-    await client.query(`DELETE FROM ops.exceptions e WHERE EXISTS (SELECT FROM ops.${runs} r WHERE r.run_id = e.run_id)
-      AND NOT EXISTS (SELECT FROM ops.runs_held h WHERE h.run_id = e.run_id)`)
-    await client.query(`DROP TABLE ops.${runs}, ops.${events}`)
+    if (exists.runs) {
+      const { rowCount } = await client.query(
+        `INSERT INTO ops.runs (${COLUMNS}, tier) SELECT ${COLUMNS}, 'held' FROM ops.${runs} WHERE ${KEPT}`, review)
+      held += rowCount ?? 0
+      // The exceptions of the runs that go (closed long ago: an open one would have kept its run).
+      await client.query(`DELETE FROM ops.exceptions e WHERE EXISTS (SELECT FROM ops.${runs} r WHERE r.run_id = e.run_id)
+        AND NOT EXISTS (SELECT FROM ops.runs_held h WHERE h.run_id = e.run_id)`)
+    }
+    if (exists.events) {
+      await client.query(`INSERT INTO ops.run_events (id, run_id, type, at, data, tier)
+        SELECT id, run_id, type, at, data, 'held' FROM ops.${events} WHERE run_id IN (SELECT run_id FROM ops.runs_held)`)
+    }
+    await client.query(`DROP TABLE IF EXISTS ops.${runs}, ops.${events}`)
     await client.query('COMMIT')
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
   }
-  dropped.push(runs, events)
+  dropped.push(...[exists.runs ? runs : [], exists.events ? events : []].flat())
   return held
 }
 

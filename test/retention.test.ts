@@ -108,6 +108,22 @@ t.test('retention by status: what a human still needs survives the drop of its d
   t.same((await pool.query('SELECT count(*)::int AS n FROM ops.exceptions')).rows[0].n, 0)
 })
 
+t.test('a pass that stopped half-way (a day detached, not dropped) is finished by the next', async t => {
+  const { pool } = await database(t)
+  const day = new Date('2030-01-10T08:00:00Z')
+  await pass(pool, day)
+  await runAt(pool, day, { key: 'evt_done' })
+  const waiting = await runAt(pool, day, { key: 'evt_waiting', status: 'retrying', completedAt: null })
+  await pool.query('ALTER TABLE ops.runs_live DETACH PARTITION ops.runs_p20300110')
+  t.equal((await pool.query('SELECT count(*)::int AS n FROM ops.runs')).rows[0].n, 0, 'the day is out of ops.runs')
+
+  const report = await pass(pool, new Date('2030-01-13T01:00:00Z'))
+  t.ok(report.dropped.includes('runs_p20300110') && report.dropped.includes('run_events_p20300110'), 'both tables dropped')
+  t.same(await tables(pool, '^(runs|run_events)_p20300110$'), [])
+  t.same((await pool.query('SELECT run_id, tier FROM ops.runs')).rows, [{ run_id: waiting, tier: 'held' }], 'the run still to process was copied over from the detached table')
+  t.same((await pool.query('SELECT type, tier FROM ops.run_events WHERE run_id = $1', [waiting])).rows, [{ type: 'received', tier: 'held' }], 'with its history')
+})
+
 t.test('a duplicate of a removed run is recognised inside DEDUP_DAYS and new after it', async t => {
   const { app, databaseUrl } = await build(t, { RETENTION_DAYS: '1', DEDUP_DAYS: '3' })
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 })
