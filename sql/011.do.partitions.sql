@@ -130,7 +130,9 @@ $$;
 
 -- The partitions of the UTC days first..last that do not exist yet, for the runs, their histories and
 -- the audit rows. Each is created apart and attached (a lock that lets ingest write meanwhile), with
--- a check that proves its bounds so that attaching reads nothing. Returns how many tables it made.
+-- a check that proves its bounds so that attaching reads nothing. Replicas booting together call it at
+-- once: they take turns (a transaction-level advisory lock), and the later ones find the tables made.
+-- Returns how many tables it made.
 CREATE FUNCTION ops.ensure_day_partitions(first date, last date) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -140,6 +142,7 @@ DECLARE
   made integer := 0;
   name text;
 BEGIN
+  PERFORM pg_advisory_xact_lock(7364526170213);
   FOR day IN SELECT d::date FROM generate_series(first::timestamp, last::timestamp, interval '1 day') AS d LOOP
     lo := ops.uuid_floor(day::timestamp AT TIME ZONE 'UTC');
     hi := ops.uuid_floor((day + 1)::timestamp AT TIME ZONE 'UTC');

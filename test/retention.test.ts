@@ -173,6 +173,17 @@ t.test('replicas running retention at once: one does it, never twice', async t =
   t.equal(dropped.filter(name => name === 'runs_p20300110').length, 1, 'the day dropped once')
   t.equal(new Set(dropped).size, dropped.length, 'no table dropped twice')
 
+  // Replicas booting together make the partitions of a new day at once: each boot succeeds, once each table.
+  const made = await Promise.all([pool, ...others].map(async p => {
+    const client = await p.connect()
+    try {
+      return await ensurePartitions(client, new Date('2030-02-01T00:00:00Z'))
+    } finally {
+      client.release()
+    }
+  }))
+  t.equal(made.reduce((a, b) => a + b, 0), 12, 'four days of three tables, made by whichever came first')
+
   // While another replica holds the lock, a pass does nothing.
   const holder = await pool.connect()
   t.teardown(() => holder.release())
