@@ -62,7 +62,14 @@ export const RunFilter = Type.Object({
   since: Type.Optional(Timestamp),
   until: Type.Optional(Timestamp)
 })
-export const RunDetail = Type.Object({ ...runProperties, payload: Type.Unknown(), headers: Type.Unknown(), events: Type.Array(RunEvent), exceptions: Type.Array(Exception) })
+export const RunDetail = Type.Object({
+  ...runProperties,
+  tier: Type.String({ description: 'where retention keeps it: live (in the partition of its day), held (kept past its day for review), legacy (stored before migration 011)' }),
+  payload: Type.Unknown(),
+  headers: Type.Unknown(),
+  events: Type.Array(RunEvent),
+  exceptions: Type.Array(Exception)
+})
 export const Resolution = Type.Object({ ...decision, action: Type.Union([Type.Literal('retry'), Type.Literal('close')]) }, { additionalProperties: false })
 export const ErasureRequest = Type.Object({
   provider: Type.String({ pattern: NAME_PATTERN }),

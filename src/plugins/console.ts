@@ -186,6 +186,7 @@ ${next === null ? '' : html`<p><a href="/console/runs?${keep.toString()}${keep.s
 <tr><th>event type</th><td>${run.event_type}</td></tr><tr><th>status</th><td class="status-${run.status}">${run.status}</td></tr>
 <tr><th>attempts</th><td>${run.attempts}</td></tr><tr><th>received</th><td>${when(run.received_at)}</td></tr>
 <tr><th>completed</th><td>${when(run.completed_at)}</td></tr><tr><th>last error</th><td>${run.last_error}</td></tr>
+<tr><th>retention</th><td>${run.tier === 'held' ? 'kept past its day for review' : run.tier === 'legacy' ? 'stored before partitions, dropped with the old table' : 'dropped with its day'}</td></tr>
 </tbody></table>
 <form method="post" action="/console/runs/${run.run_id}/replay">${csrfField(reply)}
 <label>Note <input name="note" maxlength="2000"></label><button>Replay</button></form>
