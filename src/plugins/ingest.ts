@@ -13,7 +13,8 @@ import { registerPool } from './database.js'
  * Storing deliveries. A verified event is recorded by ONE statement (one round trip, one commit)
  * shared with the deliveries that arrived at the same moment (group commit, src/batcher.ts): the
  * key is inserted into ops.run_keys ON CONFLICT DO NOTHING, a new key gets its run, and a 'received'
- * or 'duplicate' run event is appended to whichever run holds the key. The handler answers only after that statement has committed.
+ * or 'duplicate' run event is appended to whichever run holds the key. The handler answers only
+ * after that statement has committed.
  */
 export interface Delivery {
   provider: string
@@ -44,8 +45,9 @@ declare module 'fastify' {
 
 // One statement, one commit, for a whole batch of deliveries (src/batcher.ts): the keys (ops.run_keys,
 // the arbiter: a key is new, or held by a run, or by a run that retention removed inside DEDUP_DAYS),
-// the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone), an exception for each delivery whose
-// key arrives with different signed bytes (a payload conflict), and one NOTIFY that wakes the
+// the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone),
+// an exception for each delivery whose key arrives with different signed bytes (a payload conflict;
+// none when retention removed the run: nothing is left to compare), and one NOTIFY that wakes the
 // workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
 // others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
 // whose key is new but whose signed bytes a run already holds is a duplicate of that run
