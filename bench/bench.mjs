@@ -3,6 +3,7 @@
 // Not a test: figures move with the machine; quote the ratios.
 import { fork, spawn } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
+import { openSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,6 +25,9 @@ const OPEN = "status IN ('received', 'retrying', 'processing')"
 /** Runs in the backlog of the drain scenarios. */
 const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 40_000)
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
+/** BENCH_DEBUG=1: each gateway's log in the temp directory (hookgate-bench-<database>-<port>.log), and after each pipeline scenario the run events by type and the runs completed more than 5 s after they were stored. */
+const DEBUG = process.env.BENCH_DEBUG !== undefined
+const gatewayLog = name => DEBUG ? openSync(join(tmpdir(), `hookgate-bench-${name}.log`), 'w') : 'ignore'
 // BENCH_LEVERS=1: a scenario again with one lever changed at a time.
 /** @type {Scenario[]} */
 const LEVERS = [
@@ -267,7 +271,7 @@ try {
     const databaseUrl = database.connectionString.replace(/\/postgres$/, `/${dbName}`)
     const gateway = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []), join(root, 'dist', 'server.js')], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'ingest', DATA_DIR: work, ...JSON.parse(process.env.BENCH_ENV ?? '{}'), ...gatewayEnv },
-      stdio: ['ignore', 'ignore', process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
+      stdio: ['ignore', gatewayLog(`${dbName}-${port}`), process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
     children.push(gateway)
     await waitFor(`http://127.0.0.1:${port}/readyz`)
@@ -282,6 +286,11 @@ try {
       await sampler?.start(); await onStart()
     }))
     const pipeline = sampler === undefined ? undefined : await sampler.finish(120_000)
+    if (DEBUG) {
+      console.log((await query(databaseUrl, "SELECT type, left(coalesce(data->>'error', ''), 120) AS error, count(*)::int AS n FROM ops.run_events GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")).rows)
+      console.log((await query(databaseUrl, "SELECT count(*)::int AS late, min(received_at) AS first_late, max(completed_at) AS last FROM ops.runs WHERE completed_at - received_at > interval '5 seconds'")).rows)
+      console.log((await query(databaseUrl, "SELECT e.run_id, e.type, e.at, e.data FROM ops.run_events e JOIN (SELECT run_id FROM ops.runs WHERE completed_at - received_at > interval '5 seconds' LIMIT 2) l USING (run_id) ORDER BY e.run_id, e.id")).rows)
+    }
     if (STATEMENTS) await printStatements(databaseUrl, name, run.result.requests.total)
     const rss = await peakRssMb(gateway.pid)
     gateway.kill('SIGTERM')
@@ -340,7 +349,7 @@ async function drain (database, workers, env) {
     const port = await freePort()
     const proc = spawn(process.execPath, [join(root, 'dist', 'server.js'), 'worker'], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: work, ...env, ROLE: 'worker' },
-      stdio: ['ignore', 'ignore', process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
+      stdio: ['ignore', gatewayLog(`${dbName}-${port}`), process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
     children.push(proc)
     procs.push(proc)

@@ -77,13 +77,20 @@ export async function failExhaustedLeases (pool: pg.Pool, maxAttempts: number): 
   await pool.query({ name: 'fail-exhausted-leases', text: GIVE_UP, values: [maxAttempts] })
 }
 
+// The heartbeat skips the runs whose rows are locked: those are being finished (by this worker's
+// finish statement, whose outcome clears the lease anyway). Waiting for them instead let the two
+// statements lock the same rows in different orders: PostgreSQL broke the deadlock by failing the
+// finish, whose runs then waited out their lease (30 s) and were processed a second time.
+const RENEW = `
+UPDATE ops.runs SET locked_until = now() + make_interval(secs => $3::float8 / 1000)
+WHERE run_id IN (
+  SELECT run_id FROM ops.runs WHERE run_id = ANY ($1::uuid[]) AND locked_by = $2 AND status = 'processing'
+  FOR UPDATE SKIP LOCKED
+)`
+
 /** One statement renews the leases of every run a worker holds (its heartbeat), not one per run. */
 export async function renewLeases (pool: pg.Pool, runIds: readonly string[], worker: string, leaseMs: number): Promise<void> {
-  await pool.query({
-    name: 'renew-leases',
-    text: "UPDATE ops.runs SET locked_until = now() + make_interval(secs => $3::float8 / 1000) WHERE run_id = ANY($1::uuid[]) AND locked_by = $2 AND status = 'processing'",
-    values: [runIds, worker, leaseMs]
-  })
+  await pool.query({ name: 'renew-leases', text: RENEW, values: [runIds, worker, leaseMs] })
 }
 
 export interface Finish {

@@ -52,6 +52,25 @@ t.test('one heartbeat renews the leases a worker holds, and only those', async t
   t.same(rows.map(r => [r.locked_by, r.renewed]), [['worker-a', true], ['worker-a', true], ['worker-b', false], ['worker-b', false]])
 })
 
+t.test('the heartbeat never waits for a run being finished (no deadlock with the finish statement)', async t => {
+  const { pool, add } = await queue(t)
+  await add(3)
+  const held = await claimRuns(pool, 'worker-a', 3, 1_000, 8)
+  // Another transaction holds one of the rows, as the finish statement does while it records outcomes.
+  const other = await pool.connect()
+  t.teardown(() => { other.release() })
+  await other.query('BEGIN')
+  await other.query('SELECT 1 FROM ops.runs WHERE run_id = $1 FOR UPDATE', [held[0].run_id])
+  const renewed = await Promise.race([
+    renewLeases(pool, held.map(r => r.run_id), 'worker-a', 600_000).then(() => true),
+    new Promise<false>(resolve => setTimeout(() => { resolve(false) }, 2_000))
+  ])
+  await other.query('ROLLBACK')
+  t.equal(renewed, true, 'the heartbeat ended without waiting for the locked row')
+  const { rows } = await pool.query("SELECT run_id, locked_until > now() + interval '1 minute' AS renewed FROM ops.runs WHERE locked_by = 'worker-a'")
+  t.same(rows.filter(r => r.renewed).map(r => r.run_id).sort(), held.slice(1).map(r => r.run_id).sort(), 'the other leases renewed, the locked one left to its finish')
+})
+
 t.test('claims: due runs in order, limited, expired leases first, never past WORKER_MAX_ATTEMPTS', async t => {
   const { pool, add } = await queue(t)
   await add(50)
