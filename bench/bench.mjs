@@ -54,10 +54,10 @@ function signedRequest (id, path = '/webhooks/stripe') {
 }
 
 /** CPU seconds used so far by one process, or by every process named `postgres`. */
-async function cpuSeconds (pid) {
+async function cpuSeconds (pid, except = new Set()) {
   const { readdir } = await import('node:fs/promises')
   const pids = pid === 'postgres'
-    ? (await Promise.all((await readdir('/proc')).filter(p => /^\d+$/.test(p)).map(async p => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'postgres' ? p : null))).filter(Boolean)
+    ? (await Promise.all((await readdir('/proc')).filter(p => /^\d+$/.test(p) && !except.has(p)).map(async p => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'postgres' ? p : null))).filter(Boolean)
     : [pid]
   let ticks = 0
   for (const p of pids) {
@@ -68,16 +68,19 @@ async function cpuSeconds (pid) {
   return ticks / 100
 }
 
-/** CPU per request (µs) of the server, PostgreSQL and the load generator during one run. */
-async function measureCpu (serverPid, run) {
+/**
+ * CPU per request (µs) of the server, PostgreSQL and the load generator during one run. `harness`:
+ * PostgreSQL backends of the benchmark itself (the queue sampler), left out of PostgreSQL's figure.
+ */
+async function measureCpu (serverPid, run, harness = new Set()) {
   /** @type {{ server: number, pg: number, client: NodeJS.CpuUsage }} */
   let before = { server: 0, pg: 0, client: process.cpuUsage() }
-  const result = await run(async () => { before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres'), client: process.cpuUsage() } })
+  const result = await run(async () => { before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres', harness), client: process.cpuUsage() } })
   const client = process.cpuUsage(before.client)
   const n = result.result.requests.total || 1
   result.cpu = {
     server: Math.round(1e6 * (await cpuSeconds(serverPid) - before.server) / n),
-    pg: Math.round(1e6 * (await cpuSeconds('postgres') - before.pg) / n),
+    pg: Math.round(1e6 * (await cpuSeconds('postgres', harness) - before.pg) / n),
     client: Math.round((client.user + client.system) / n)
   }
   return result
@@ -279,12 +282,12 @@ try {
     await load(`http://127.0.0.1:${port}`, { ...options, seconds: WARMUP })
     // The pipeline's clock starts with the measured load: what the warm-up stored is drained first.
     if (options.pipeline === true) await drained(databaseUrl, 60_000)
-    const sampler = options.pipeline === true ? queueSampler(databaseUrl) : undefined
+    const sampler = options.pipeline === true ? await queueSampler(databaseUrl) : undefined
     if (STATEMENTS) await query(databaseUrl, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
     const run = await measureCpu(gateway.pid, async onStart => await load(`http://127.0.0.1:${port}`, options, async () => {
       if (STATEMENTS) await query(databaseUrl, 'SELECT pg_stat_statements_reset()')
       await sampler?.start(); await onStart()
-    }))
+    }), new Set(sampler === undefined ? [] : [sampler.backendPid]))
     const pipeline = sampler === undefined ? undefined : await sampler.finish(120_000)
     if (DEBUG) {
       console.log((await query(databaseUrl, "SELECT type, left(coalesce(data->>'error', ''), 120) AS error, count(*)::int AS n FROM ops.run_events GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20")).rows)
@@ -465,16 +468,22 @@ async function drained (databaseUrl, ms) {
  * own clock: runs completed ÷ (first request → last completion), the drain after the load, and the
  * lag from the commit (the 2xx) to `completed_at`.
  */
-function queueSampler (databaseUrl) {
+async function queueSampler (databaseUrl) {
   const samples = []
   let startedAt
   let startMs
   let timer
+  // One connection for the whole run (a connection per sample cost PostgreSQL a backend and its
+  // planning every 250 ms); its backend is left out of PostgreSQL's CPU figure (measureCpu).
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  const backendPid = String((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid)
   const sample = async () => {
-    const { rows: [row] } = await query(databaseUrl, `SELECT count(*)::int AS depth, coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS oldest FROM ops.runs WHERE ${OPEN}`)
+    const { rows: [row] } = await client.query({ name: 'sample', text: `SELECT count(*)::int AS depth, coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS oldest FROM ops.runs WHERE ${OPEN}` })
     samples.push({ t: (performance.now() - startMs) / 1000, depth: row.depth, oldest: row.oldest })
   }
   return {
+    backendPid,
     async start () {
       startedAt = (await query(databaseUrl, 'SELECT now() AS t')).rows[0].t
       startMs = performance.now()
@@ -485,6 +494,7 @@ function queueSampler (databaseUrl) {
       const done = await drained(databaseUrl, ms)
       clearInterval(timer)
       await sample()
+      await client.end()
       const { rows: [stats] } = await query(databaseUrl, `SELECT count(*)::int AS runs,
           count(*) FILTER (WHERE status = 'completed')::int AS completed,
           extract(epoch FROM max(completed_at) - $1::timestamptz)::float8 AS span,
