@@ -17,7 +17,7 @@ import { freePort, query, waitFor } from '../test/lib/processes.mjs'
 const { Pool: PgPool } = pg
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
-const CONNECTIONS = 50
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
 /** Runs not at an end state yet: waiting, due for a retry, or being processed. */
@@ -612,30 +612,47 @@ statement read from /proc (every postgres process): what a delivery that arrives
 ${floors.map(f => `| ${f.statement} | ${f.calls} | ${f['PostgreSQL µs per statement']} |`).join('\n')}
 
 `}Reproduce: \`npm ci && npm run bench\` (this run: BENCH_SECONDS=${DURATION}; default 10; \`BENCH_LEVERS=1\` adds the lever rows;
-\`BENCH_ONLY=<regex>\` runs some scenarios only).
+\`BENCH_ONLY=<regex>\` runs some scenarios only; \`BENCH_CONNECTIONS\` changes the 50 connections).
 
 ## Reading the figures
 
 On this 2-core machine the load generator, the server and PostgreSQL share the CPU. Typical figures
-(this benchmark, runs of 2026-11-25, \`BENCH_SECONDS=8\`):
+(this benchmark, runs of 2026-11-30, \`BENCH_SECONDS=8\`, 50 connections; ceiling 26,600–33,500 req/s):
 
 | CPU µs per request | bare Fastify | hookgate, unique events | pipeline, a handler that does nothing |
 |---|---|---|---|
-| load generator | 20–23 | 27–39 | 29–41 |
-| server | 18–21 | 74–98 | 99–142 |
-| PostgreSQL | — | 62–97 | 99–210 (99 since run ids are ordered by time) |
+| load generator | 28–35 | 35–48 | 42–46 |
+| server | 28–35 | 118–158 | 154–183 |
+| PostgreSQL | — | 66–92 | 109–121 |
 
-**What two shared cores allow.** 0.35× of a 43,000–50,000 req/s ceiling is 15,000–17,500
-deliveries/s: 2 cores ÷ 16,000/s leaves 125 µs of CPU per delivery for all three processes. The load
-generator takes about 30 of them, and the server and PostgreSQL together take 137–195 for what every
-delivery needs (its signature checked, the run stored with its 1.4 KB payload as jsonb and its
-\`received\` event, their index entries and WAL, a committed answer): 0.35× is out of reach here. With
-every core busy, 2 cores ÷ 164–234 µs is 8,500–12,200 deliveries/s, 0.17–0.28× of the ceiling, and
-the pipeline with no handler is the same (its runs are completed by the statement that stores them;
-0.14–0.17× measured). A handler that does nothing adds a finish per run: 2 cores ÷ 227–393 µs is
-5,100–8,800 runs/s at most, 0.10–0.18×; 0.12× measured with time-ordered run ids. The measured runs
-leave a quarter to a third of the CPU idle: 50 connections wait on one statement slot and its
-commit, so throughput follows latency as well as CPU.
+**What two shared cores allow.** Bare Fastify keeps the machine busy: 33,479 req/s × (28 + 28 µs) is
+1.87 cores, and vmstat shows 4–6 % idle. hookgate's unique events at 50 connections do not: 5,440–6,100
+req/s × 230 µs (server 118–137, PostgreSQL 67–80, load generator 36–42) is 1.3–1.4 cores, and vmstat
+shows 29–35 % idle during the run. Instrumented (2026-11-30, one statement slot): a delivery spends
+6.7 ms in the server, 2.1 of them waiting for the statement slot and 3.7 with its statement in flight
+(27.6 deliveries a statement, 2.0 ms of PostgreSQL CPU each), so 50 connections ÷ 8.5 ms per round
+trip cap it at ~5,900/s. What was tried against that latency (\`BENCH_ONLY=unique\`, alternating runs):
+
+| change | unique events, req/s | against, same runs |
+|---|---|---|
+| two statement slots (\`INGEST_BATCH_CONCURRENCY=2\`) | 5,708–5,904 | 5,966–6,057 |
+| the first batch sent before the previous one's answers are written | 4,805–5,068 | 5,247–5,642 |
+| two gateway processes on one port (node:cluster; not the event loop, then) | 6,054–6,096 | 5,683–5,999 |
+| \`synchronous_commit=off\` (a diagnostic: it loses commits on a crash) | 5,945–6,348 | 5,078–5,441 |
+| 100 connections (\`BENCH_CONNECTIONS=100\`) | 6,659–6,700 (0.21–0.24×) | 5,730–5,841 (0.18–0.19×) |
+| 200 connections | 7,327–8,191 (0.24–0.28×), 1.65–1.68 cores busy | the same |
+
+With enough deliveries in flight ingest reaches the CPU bound: 1.87 cores ÷ 230 µs is 8,100
+deliveries/s, 0.24–0.30× of the ceiling. 0.35× of 30,000 is 10,500/s: 178 µs per delivery for the
+three processes, of which the load generator takes 36–42 and bare Fastify's own parsing 28–31,
+leaving ~110 µs to verify the signature, store the run, its key and its event with their index
+entries, commit, and answer; PostgreSQL alone takes 67–80 of those. Out of reach on this machine.
+The server's 118–137 µs at saturation (\`--cpu-prof\`): HTTP and Fastify as in bare Fastify, garbage
+collection 16, the signature's HMAC and the body's hash 8, the JSON parse with its prototype check 8,
+the delivery's log line 10 (asynchronous or synchronous: the same), the batch's query 8, the response's
+write 11, the rest in pieces of 1–4 µs. The pipeline with a handler does not gain from more
+connections (4,155–4,612 runs/s at 50, 4,401–4,463 at 200, 1.4–1.6 cores busy): every run is written
+twice (stored claimed, then finished), 109–151 µs of PostgreSQL per run.
 
 What moved the figures (unique events, 50 connections unless said):
 
@@ -669,6 +686,7 @@ scenario named, 2026-11-25):
 | undici's \`request\` instead of \`fetch\` for destinations | one loopback destination: 1,650 runs/s, server 487 µs per run | 2,861–3,378 runs/s (0.063–0.072×), server 192–233 µs |
 | the finish finds its runs by primary key (their ids as an array, the status compared in a form no partial index matches) instead of a cached plan that read \`runs_status_idx\`, which keeps an entry for every run claimed since the last vacuum (2026-11-30, two interleaved pairs, a slower day: ceiling 27,000–33,000 req/s) | a handler that does nothing: 3,148–3,362 runs/s (0.10–0.11×), PostgreSQL 179–213 µs per delivery, the finish statement 79–103 µs of it; at 1,000/s the finish 135–164 µs per delivery (5 ms a call of 24 runs) | 4,048–4,056 runs/s (0.15×), PostgreSQL 138–148 µs, the finish 48–51; at 1,000/s 55–56 µs (1.3 ms a call) |
 | the runs and their histories partitioned by day, the keys in a table of their own (\`ops.run_keys\`, the arbiter; migrations 008–011: what retention needs, docs/operations.md) — a cost, not a lever (2026-11-30, \`BENCH_ONLY\` runs against f5b771c; a first version that joined \`ops.run_keys\` instead of probing it: 0.12–0.13×, PostgreSQL 174–176 µs, its cached plan read the whole table on every batch) | f5b771c, three runs: unique events 5,138–5,354 req/s (0.16–0.18×), PostgreSQL 81–83 µs per delivery; at 1,000/s the ingest statement 98 µs (PostgreSQL 207–217 µs in all); a handler that does nothing 0.119–0.132× | unique events 5,024 req/s (0.17×), PostgreSQL 85 µs; at 1,000/s the ingest statement 117 µs (one more row and its index entries; PostgreSQL 265 µs in all); a handler that does nothing 0.138× |
+| a forwarded run's deadline a timer cleared when the answer comes (\`AbortSignal.timeout\` left one pending per run for the whole timeout: 30,000 at 3,000 runs/s), a 2xx's answer dumped instead of copied (2026-11-30, alternating with 6018c29, two runs each) | one loopback destination: 2,770–2,826 req/s, server 294–306 µs per run, peak RSS 236–247 MB | 3,002–3,008 req/s, server 273–276 µs, peak RSS 215–218 MB |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
