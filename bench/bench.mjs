@@ -242,6 +242,8 @@ try {
     const floorFixed = await measureCpu(floor.pid, async onStart => await load(`http://127.0.0.1:${floorPort}`, { rate: 1000 }, onStart))
     rows.push(row('floor: bare Fastify + one committed insert, fixed 1,000 req/s', floorFixed, ceiling, await peakRssMb(floor.pid)))
     floor.kill()
+    await new Promise(resolve => floor.once('exit', resolve))
+    await query(database.connectionString, 'DROP DATABASE bench_floor_http WITH (FORCE)')
   }
 
   // The loopback destination, in a process of its own.
@@ -312,6 +314,9 @@ try {
       if (counts.refused > 0) { console.error(`the destination refused ${counts.refused} signatures`); process.exitCode = 1 }
     }
     if (found !== accepted) process.exitCode = 1
+    // Its tables would be vacuumed by autovacuum during the next scenarios, on the cores they are
+    // measured on, and counted as their PostgreSQL CPU (BENCH_DEBUG keeps them for a look).
+    if (!DEBUG) await query(database.connectionString, `DROP DATABASE ${dbName} WITH (FORCE)`)
   }
 
   // 4b. The floor: what one commit costs PostgreSQL on this machine at the paced rate, and the ingest
@@ -383,6 +388,7 @@ async function drain (database, workers, env) {
   await Promise.all(procs.map(async proc => await new Promise(resolve => proc.exitCode === null ? proc.once('exit', resolve) : resolve())))
   if (!done || stats.completed !== DRAIN_RUNS) { console.error(`drain with ${workers} worker(s): ${stats.completed}/${DRAIN_RUNS} completed`); process.exitCode = 1 }
   const workerCpu = after.workers.reduce((sum, t, i) => sum + t - before.workers[i], 0)
+  if (!DEBUG) await query(database.connectionString, `DROP DATABASE ${dbName} WITH (FORCE)`)
   return {
     workers,
     runs: stats.completed,
