@@ -20,9 +20,6 @@ import deliveryLog from './plugins/delivery-log.js'
 import health from './plugins/health.js'
 import worker from './plugins/worker.js'
 import retention from './plugins/retention.js'
-import adminData from './plugins/admin-data.js'
-import admin from './plugins/admin.js'
-import operatorConsole from './plugins/console.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -58,9 +55,14 @@ const app: FastifyPluginAsync<{ config: Config }> = async function app (fastify,
   await fastify.register(autoload, { dir: join(import.meta.dirname, 'providers') })
   for (const provider of await extraProviders(config)) await fastify.register(provider)
   if (config.adminToken !== undefined) {
-    await fastify.register(adminData)
-    await fastify.register(admin, { prefix: '/admin' })
-    await fastify.register(operatorConsole, { prefix: '/console' })
+    // Imported only here: a gateway without ADMIN_TOKEN does not hold the admin API, its OpenAPI
+    // generator, the console's session, CSRF and headers plugins, or their schemas in memory.
+    const [adminData, admin, operatorConsole] = await Promise.all([
+      import('./plugins/admin-data.js'), import('./plugins/admin.js'), import('./plugins/console.js')
+    ])
+    await fastify.register(adminData.default)
+    await fastify.register(admin.default, { prefix: '/admin' })
+    await fastify.register(operatorConsole.default, { prefix: '/console' })
   }
   fastify.providers.assertEnabled()
 }

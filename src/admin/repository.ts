@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { Static } from '@fastify/type-provider-typebox'
+import type { Static } from 'typebox'
 import { RUNS_CHANNEL, requeueRun } from '../queue.js'
 import { HttpError } from '../errors.js'
 import { sha256 } from '../signatures.js'

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import { RUN_STATUSES } from '../queue.js'
 import { NAME_PATTERN } from '../config.js'
 
