@@ -21,12 +21,15 @@ export async function dispatch (
 ): Promise<Outcome> {
   const handler = handlers?.[claimed.event_type ?? ''] ?? handlers?.['*']
   if (handler !== undefined) {
+    let runLog: FastifyBaseLogger | undefined
     const outcome = await handler(claimed.payload, {
       runId: claimed.run_id,
       provider: claimed.provider,
       eventType: claimed.event_type,
       attempt: claimed.attempts,
-      log: log.child({ run_id: claimed.run_id })
+      // Made when the handler first logs: most runs' handlers never do (a child logger per run was a
+      // tenth of the worker's allocations).
+      get log () { return (runLog ??= log.child({ run_id: claimed.run_id })) }
     }) ?? done()
     if (outcome.outcome !== 'done') return outcome
   }

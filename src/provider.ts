@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
@@ -119,17 +120,19 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
   const missing = (definition.requiredHeaders ?? []).filter(name => (headerValue(request.headers[name]) ?? '') === '')
   if (missing.length > 0) return await this.rejectDelivery(request, reply, 400, 'missing_headers', { missing })
   let event: unknown
-  let payload: string
+  let payload: Buffer
   try {
     if (definition.parse !== undefined) {
       event = definition.parse(raw, form)
-      payload = JSON.stringify(event)
+      payload = Buffer.from(JSON.stringify(event))
     } else if (form) {
       event = formFields(raw)
-      payload = JSON.stringify(event)
+      payload = Buffer.from(JSON.stringify(event))
     } else {
-      payload = raw.toString('utf8')
-      event = parseJson(payload)
+      const text = raw.toString('utf8')
+      event = parseJson(text)
+      // Stored as received; bytes that are not UTF-8 are stored as read (U+FFFD for each bad sequence).
+      payload = isUtf8(raw) ? raw : Buffer.from(text)
     }
   } catch (err) {
     return await this.rejectDelivery(request, reply, 400, err instanceof TooDeepError ? 'payload_too_deep' : err instanceof TooManyFieldsError ? 'too_many_fields' : 'malformed_payload')

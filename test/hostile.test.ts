@@ -1,7 +1,9 @@
+import { createHmac } from 'node:crypto'
 import { connect } from 'node:net'
 import tap from 'tap'
 import type { InjectOptions } from 'fastify'
-import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
+import Stripe from 'stripe'
+import { build, STRIPE_SECRET, stripeDelivery, stripeEvent, withClient } from './helper.js'
 import { allSecrets, senders, TWILIO_PUBLIC_BASE_URL } from './senders.js'
 
 // Hostile input: none of it is accepted, none of it crashes or stalls the process.
@@ -79,6 +81,32 @@ tap.test('bodies', async t => {
   await withClient(databaseUrl, async client => {
     const { rows } = await client.query("SELECT idempotency_key FROM ops.runs WHERE idempotency_key IN ('evt_proto', 'evt_ctor', 'evt_over_limit', 'evt_deep_h')")
     t.same(rows, [], 'none of the refused bodies stored')
+  })
+})
+
+const stripe = new Stripe('sk_test_hookgate')
+
+tap.test('bodies are stored as the bytes that were signed: multi-byte UTF-8 exactly, invalid UTF-8 as read', async t => {
+  const { app, databaseUrl } = await build(t)
+  // Vietnamese with diacritics (SePay's transfer contents), a four-byte emoji, an escaped quote.
+  const utf8 = Buffer.from('{"id":"evt_utf8","type":"x","content":"Chuyển khoản 🎉 \\"ok\\"","n":1}')
+  // 0xff 0xfe is no UTF-8: each bad byte is read as U+FFFD, the rest of the body as sent.
+  const invalid = Buffer.concat([Buffer.from('{"id":"evt_not_utf8","type":"x","s":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')])
+  for (const body of [utf8, invalid]) {
+    // Stripe's scheme over the bytes: the SDK signs strings only. It checks the UTF-8 body's header; it
+    // decodes a body to a string before its HMAC, so it can neither make nor check one for invalid UTF-8.
+    const timestamp = Math.floor(Date.now() / 1000)
+    const header = `t=${timestamp},v1=${createHmac('sha256', STRIPE_SECRET).update(`${timestamp}.`).update(body).digest('hex')}`
+    if (body === utf8) t.ok(stripe.webhooks.constructEvent(body, header, STRIPE_SECRET), 'the SDK accepts the header for these bytes')
+    const res = await app.inject({ method: 'POST', url: '/webhooks/stripe', headers: { 'content-type': 'application/json', 'stripe-signature': header }, payload: body })
+    t.equal(res.statusCode, 200)
+    t.equal(res.json().status, 'accepted')
+  }
+  await withClient(databaseUrl, async client => {
+    const { rows } = await client.query("SELECT idempotency_key, payload->>'content' AS content, payload->>'s' AS s, payload::text AS text FROM ops.runs ORDER BY idempotency_key")
+    t.equal(rows[0].s, 'a\uFFFD\uFFFDb', 'invalid UTF-8: U+FFFD for each bad byte')
+    t.equal(rows[1].content, 'Chuyển khoản 🎉 "ok"', 'multi-byte UTF-8 stored exactly')
+    t.same(JSON.parse(rows[1].text), JSON.parse(utf8.toString()), 'the whole body, as sent')
   })
 })
 

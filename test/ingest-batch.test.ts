@@ -1,5 +1,6 @@
 import tap from 'tap'
 import { createBatcher } from '../src/batcher.js'
+import { batchParam } from '../src/plugins/ingest.js'
 import { build, stripeDelivery, stripeEvent, withClient } from './helper.js'
 
 // Group commit (src/batcher.ts + the batch statement of src/plugins/ingest.ts): deliveries that
@@ -10,6 +11,22 @@ function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void } {
   const promise = new Promise<T>(_resolve => { resolve = _resolve })
   return { promise, resolve }
 }
+
+tap.test('a batch as one jsonb parameter: the version byte, then the rows as one JSON array', async t => {
+  const rows = [
+    // A header kept as Node reads it (latin1 'Ã©' for the UTF-8 of 'é'), multi-byte text around the payload.
+    { head: '["stripe","evt_1","x",', payload: Buffer.from('{"content":"Chuyển khoản 🎉"}'), tail: ',"ab",{"x-note":"cafÃ©"},null]' },
+    { head: '["stripe","evt_2",null,', payload: Buffer.from('{}'), tail: ',"cd",{},"ç"]' }
+  ]
+  const param = batchParam(rows)
+  t.equal(param[0], 1, 'jsonb binary format, version 1')
+  t.same(JSON.parse(param.subarray(1).toString()), [
+    ['stripe', 'evt_1', 'x', { content: 'Chuyển khoản 🎉' }, 'ab', { 'x-note': 'cafÃ©' }, null],
+    ['stripe', 'evt_2', null, {}, 'cd', {}, 'ç']
+  ])
+  t.equal(param.length, 1 + Buffer.byteLength(`[${rows.map(r => r.head + r.payload.toString() + r.tail).join(',')}]`), 'sized exactly: no byte left unwritten')
+  t.same(JSON.parse(batchParam([]).subarray(1).toString()), [], 'no rows: an empty array')
+})
 
 tap.test('the batcher', async t => {
   t.test('a lone item leaves at once, alone', async t => {

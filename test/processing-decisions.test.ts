@@ -34,6 +34,20 @@ t.test('dispatch: the handler for the type, else `*`; a handler that does not sa
   t.same(await dispatch({ ...run, event_type: null }, { '*': () => undefined }, [], log), done(), 'a handler that returns nothing: done')
 })
 
+t.test("dispatch: a handler's log lines carry the run id; the same logger each time", async t => {
+  const lines: Array<Record<string, unknown>> = []
+  const capture = pino({}, { write (line: string) { lines.push(JSON.parse(line)) } })
+  await dispatch(run, {
+    '*': (_payload, context) => {
+      context.log.info('first')
+      t.equal(context.log, context.log, 'one child logger per run')
+      context.log.warn({ step: 2 }, 'second')
+      return done()
+    }
+  }, [], capture)
+  t.same(lines.map(line => [line.msg, line.run_id]), [['first', run.run_id], ['second', run.run_id]])
+})
+
 t.test('dispatch: after a handler that says done, every matching destination; the worst outcome wins', async t => {
   const calls: string[] = []
   const destinations = [

@@ -27,8 +27,11 @@ export interface Delivery {
   status: 'received' | 'ignored' | 'completed'
   /** The exact bytes the sender signed. */
   raw: Buffer
-  /** The body as JSON text, stored as `ops.runs.payload`. */
-  payload: string
+  /**
+   * The body as JSON text in UTF-8, stored as `ops.runs.payload`: the received bytes themselves when
+   * they are valid UTF-8 JSON (the common case: no copy), else the text they were read as.
+   */
+  payload: Buffer
   /** Whether the same signed bytes under another key are a duplicate (ProviderDefinition.replayGuard). */
   replayGuard: 'body' | 'body+type' | undefined
   /** The payload as parsed: what a run claimed at ingest hands to its handler. */
@@ -129,10 +132,12 @@ SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake
 
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
- * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker or null). The batch is these joined into one JSON
- * array, parsed once by PostgreSQL; the payload goes in as the JSON text it was validated as.
+ * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker
+ * or null), kept as the text before the payload, the payload's bytes and the text after it. The batch
+ * is these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as
+ * the JSON text it was validated as, copied once.
  */
-type Row = string
+interface Row { head: string, payload: Buffer, tail: string }
 interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
 
 export default fp(async function ingest (fastify) {
@@ -171,7 +176,7 @@ export default fp(async function ingest (fastify) {
   /** Stores a batch; a payload PostgreSQL refuses fails only its own delivery (the batch is split). */
   async function storeBatch (rows: Row[]): Promise<Array<StoredRow | undefined | Error>> {
     try {
-      const { rows: stored } = await pool.query<StoredRow & { ord: string }>({ name: 'ingest-deliveries', text: INGEST, values: [`[${rows.join(',')}]`, leaseMs] })
+      const { rows: stored } = await pool.query<StoredRow & { ord: string }>({ name: 'ingest-deliveries', text: INGEST, values: [batchParam(rows), leaseMs] })
       // No hole for a delivery that got no row (the race above): `undefined`, in its place.
       const byOrd = new Array<StoredRow | undefined>(rows.length).fill(undefined)
       for (const row of stored) byOrd[Number(row.ord) - 1] = row
@@ -197,10 +202,13 @@ export default fp(async function ingest (fastify) {
     const replay = replayKey(replayGuard, bodyHash, eventType)
     // A run to process here, with a free slot: stored claimed, handed over after the commit.
     const claimedBy = status === 'received' && fastify.localWorker?.reserve() === true ? fastify.localWorker : null
-    const row: Row = `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},${payload},` +
-      `"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
-      `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
-      `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}]`
+    const row: Row = {
+      head: `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},`,
+      payload,
+      tail: `,"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
+        `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
+        `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}]`
+    }
     let handedOver = false
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
@@ -226,6 +234,28 @@ export default fp(async function ingest (fastify) {
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')
   })
 }, { name: 'ingest', dependencies: ['database', 'metrics', 'delivery-outcome'] })
+
+/**
+ * A batch's rows as one JSON array in jsonb's binary input form (a version byte, 1, then the JSON text):
+ * a Buffer goes to PostgreSQL as a binary parameter, so the payloads are copied once, into this
+ * buffer, instead of into each row's string, the batch's string and the protocol's buffer.
+ */
+export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
+  let size = 3 + Math.max(rows.length - 1, 0) // version byte, brackets, commas
+  for (const row of rows) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail)
+  const param = Buffer.allocUnsafe(size)
+  param[0] = 1
+  param[1] = 0x5b // [
+  let at = 2
+  for (const [i, row] of rows.entries()) {
+    if (i > 0) param[at++] = 0x2c // ,
+    at += param.write(row.head, at)
+    at += row.payload.copy(param, at)
+    at += param.write(row.tail, at)
+  }
+  param[at++] = 0x5d // ]
+  return param
+}
 
 /**
  * The replay guard's key (ProviderDefinition.replayGuard), from the hash of the signed bytes: that hash
