@@ -1,12 +1,16 @@
+import { setFlagsFromString } from 'node:v8'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, type Config } from './config.js'
 import { BootError } from './errors.js'
 import { buildApp } from './app.js'
 import { devSecret, devSecretsFile } from './dev-secrets.js'
+import { heapFlag } from './heap.js'
 import type { FastifyInstance } from 'fastify'
 
 /** Boot only: configuration, the app, graceful shutdown, listen. */
 async function main (): Promise<void> {
+  const flag = heapFlag(process.execArgv)
+  if (flag !== undefined) setFlagsFromString(flag)
   // `hookgate worker` is ROLE=worker: processing only, no webhook routes.
   const loaded = loadConfig(process.argv[2] === 'worker' ? { ...process.env, ROLE: 'worker' } : process.env)
   // Outside production the console is on from the first boot: an admin token is generated like the
