@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Destination } from './destinations.js'
-import { done, worstOf, type Handler, type Outcome } from './outcomes.js'
+import { done, worstOf, type Handler, type HandlerContext, type Outcome } from './outcomes.js'
 import { backoffMs, type ClaimedRun, type Finish } from './queue.js'
 
 /**
@@ -21,20 +21,37 @@ export async function dispatch (
 ): Promise<Outcome> {
   const handler = handlers?.[claimed.event_type ?? ''] ?? handlers?.['*']
   if (handler !== undefined) {
-    let runLog: FastifyBaseLogger | undefined
-    const outcome = await handler(claimed.payload, {
-      runId: claimed.run_id,
-      provider: claimed.provider,
-      eventType: claimed.event_type,
-      attempt: claimed.attempts,
-      // Made when the handler first logs: most runs' handlers never do (a child logger per run was a
-      // tenth of the worker's allocations).
-      get log () { return (runLog ??= log.child({ run_id: claimed.run_id })) }
-    }) ?? done()
+    const outcome = await handler(claimed.payload, new RunContext(claimed, log)) ?? done()
     if (outcome.outcome !== 'done') return outcome
   }
   const targets = destinations.filter(destination => destination.matches(claimed.provider, claimed.event_type))
   return worstOf(await Promise.all(targets.map(async destination => await destination.forward(claimed))))
+}
+
+/**
+ * What a handler is told about its run. Its logger (the worker's, with the run id) is made when the
+ * handler first logs: most handlers never do, and a child logger per run was a tenth of the worker's
+ * allocations. A class: the getter lives on its prototype, not in an object made per run.
+ */
+class RunContext implements HandlerContext {
+  readonly runId: string
+  readonly provider: string
+  readonly eventType: string | null
+  readonly attempt: number
+  #log: FastifyBaseLogger | undefined
+  readonly #parent: FastifyBaseLogger
+
+  constructor (claimed: ClaimedRun, parent: FastifyBaseLogger) {
+    this.runId = claimed.run_id
+    this.provider = claimed.provider
+    this.eventType = claimed.event_type
+    this.attempt = claimed.attempts
+    this.#parent = parent
+  }
+
+  get log (): FastifyBaseLogger {
+    return (this.#log ??= this.#parent.child({ run_id: this.runId }))
+  }
 }
 
 export interface RetryPolicy {

@@ -39,6 +39,8 @@ t.test("dispatch: a handler's log lines carry the run id; the same logger each t
   const capture = pino({}, { write (line: string) { lines.push(JSON.parse(line)) } })
   await dispatch(run, {
     '*': (_payload, context) => {
+      const { runId, provider, eventType, attempt } = context
+      t.same({ runId, provider, eventType, attempt }, { runId: run.run_id, provider: run.provider, eventType: run.event_type, attempt: run.attempts })
       context.log.info('first')
       t.equal(context.log, context.log, 'one child logger per run')
       context.log.warn({ step: 2 }, 'second')
