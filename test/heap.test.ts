@@ -13,7 +13,7 @@ tap.test('the old generation grows to 2.5 times its survivors unless node was gi
   t.equal(heapFlag(['--heap-growing-percentage=5']), `--heap-growing-percent=${HEAP_GROWING_PERCENT}`, 'not a prefix match')
 })
 
-tap.test('V8 takes the flag at run time', async t => {
+tap.test('this V8 knows the flag', async t => {
   // setFlagsFromString ignores what it does not know, silently: an unknown flag name would pass the
   // test above and do nothing. V8 lists the flags it knows.
   const { stdout } = spawnSync(process.execPath, ['--v8-options'], { encoding: 'utf8' })
