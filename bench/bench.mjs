@@ -25,6 +25,8 @@ const OPEN = "status IN ('received', 'retrying', 'processing')"
 /** Runs in the backlog of the drain scenarios. */
 const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 40_000)
 const ONLY = process.env.BENCH_ONLY === undefined ? undefined : new RegExp(process.env.BENCH_ONLY)
+// BENCH_NODE_ARGS: node flags for every gateway and worker process (a profiler, a V8 setting to compare).
+const NODE_ARGS = process.env.BENCH_NODE_ARGS?.split(' ').filter(arg => arg !== '') ?? []
 /** BENCH_DEBUG=1: each gateway's log in the temp directory (hookgate-bench-<database>-<port>.log), and after each pipeline scenario the run events by type and the runs completed more than 5 s after they were stored. */
 const DEBUG = process.env.BENCH_DEBUG !== undefined
 const gatewayLog = name => DEBUG ? openSync(join(tmpdir(), `hookgate-bench-${name}.log`), 'w') : 'ignore'
@@ -274,7 +276,7 @@ try {
     const dbName = `bench_${index}`
     await query(database.connectionString, `CREATE DATABASE ${dbName}`)
     const databaseUrl = database.connectionString.replace(/\/postgres$/, `/${dbName}`)
-    const gateway = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []), join(root, 'dist', 'server.js')], {
+    const gateway = spawn(process.execPath, [...NODE_ARGS, join(root, 'dist', 'server.js')], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'ingest', DATA_DIR: work, ...JSON.parse(process.env.BENCH_ENV ?? '{}'), ...gatewayEnv },
       stdio: ['ignore', gatewayLog(`${dbName}-${port}`), process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
@@ -355,7 +357,7 @@ async function drain (database, workers, env) {
   const procs = []
   for (let i = 0; i < workers; i++) {
     const port = await freePort()
-    const proc = spawn(process.execPath, [join(root, 'dist', 'server.js'), 'worker'], {
+    const proc = spawn(process.execPath, [...NODE_ARGS, join(root, 'dist', 'server.js'), 'worker'], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, DATA_DIR: work, ...env, ROLE: 'worker' },
       stdio: ['ignore', gatewayLog(`${dbName}-${port}`), process.env.BENCH_STDERR === undefined ? 'ignore' : 'inherit']
     })
