@@ -97,7 +97,7 @@ function destination (entry: DestinationConfig, secret: string): Destination {
       const deadline = new AbortController()
       const timer = setTimeout(() => { deadline.abort() }, entry.timeoutMs)
       let status: number
-      let excerpt = ''
+      let excerpt: string
       try {
         // A redirect is never followed (it could lead anywhere, with the signed body): it is refused below.
         const response = await request(entry.url, { method: 'POST', headers, body, signal: deadline.signal, dispatcher, maxRedirections: 0 })
@@ -106,21 +106,20 @@ function destination (entry: DestinationConfig, secret: string): Destination {
           // Nothing of a success is kept: read to its end (the connection serves the next run), or
           // dropped past undici's limit.
           await response.body.dump()
-        } else {
-          // At most a few KB of the answer are read, whatever it claims; the rest is dropped (a short
-          // answer is read to its end, so that its connection is kept for the next run).
-          excerpt = await readExcerpt(response.body, MAX_EXCERPT_BYTES)
-          // Asked for identity: an encoded answer anyway is never inflated (a gzip bomb stays 500 KB).
-          const encoding = response.headers['content-encoding']
-          if (encoding !== undefined && encoding !== 'identity') excerpt = `[a ${String(encoding).slice(0, 40)}-encoded answer, not decoded]`
+          return done()
         }
+        // At most a few KB of the answer are read, whatever it claims; the rest is dropped (a short
+        // answer is read to its end, so that its connection is kept for the next run).
+        excerpt = await readExcerpt(response.body, MAX_EXCERPT_BYTES)
+        // Asked for identity: an encoded answer anyway is never inflated (a gzip bomb stays 500 KB).
+        const encoding = response.headers['content-encoding']
+        if (encoding !== undefined && encoding !== 'identity') excerpt = `[a ${String(encoding).slice(0, 40)}-encoded answer, not decoded]`
       } catch (err) {
         const reason = deadline.signal.aborted ? `timed out after ${entry.timeoutMs} ms` : (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message
         return retryLater(`destination ${entry.name}: ${reason}`)
       } finally {
         clearTimeout(timer)
       }
-      if (status >= 200 && status < 300) return done()
       if (status >= 300 && status < 400) return failed(`destination ${entry.name} answered a redirect (${status}): not followed, fix its URL`)
       if (status === 409) return raiseException('destination_conflict', { destination: entry.name, status: 409, response: excerpt })
       if (status >= 400 && status < 500) return failed(`destination ${entry.name} answered ${status}: ${excerpt.slice(0, 200)}`)
