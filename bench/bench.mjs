@@ -209,6 +209,7 @@ const quiet = { info () {}, debug () {}, warn () {} }
 const STATEMENTS = process.env.BENCH_PG_STATEMENTS !== undefined
 const database = await startEmbeddedPostgres(join(work, 'pg'), quiet,
   STATEMENTS ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track_planning=on'] : [], work)
+if (process.env.BENCH_COLD_WAL === undefined) await warmWal(database.connectionString)
 const rows = []
 const pipelines = []
 const drains = []
@@ -400,6 +401,31 @@ async function drain (database, workers, env) {
 }
 
 /**
+ * A database in service writes its WAL into segment files recycled at each checkpoint; a fresh
+ * cluster creates each 16 MB segment and fills it with zeros first, inside the commit that needs it
+ * (every few thousand deliveries here: 10–13 % of PostgreSQL's CPU at saturation under `perf`, and a
+ * stalled commit). Segments made and recycled once before anything is measured, as in service:
+ * a checkpoint after 1 GB of WAL keeps that much for reuse (max_wal_size, the default).
+ * BENCH_COLD_WAL=1 leaves the cluster cold.
+ */
+async function warmWal (connectionString) {
+  const client = new pg.Client({ connectionString })
+  await client.connect()
+  try {
+    await client.query('CREATE TABLE wal_warmup (x int)')
+    for (let i = 0; i < 64; i++) {
+      // A switch with nothing written since the last one does nothing: one insert first.
+      await client.query('INSERT INTO wal_warmup VALUES (1)')
+      await client.query('SELECT pg_switch_wal()')
+    }
+    await client.query('DROP TABLE wal_warmup')
+    await client.query('CHECKPOINT')
+  } finally {
+    await client.end()
+  }
+}
+
+/**
  * PostgreSQL's CPU per committed statement at a paced 1,000/s (4 connections, like \`pgbench -R 1000 -c 4\`):
  * a one-row insert of a 7-byte jsonb, then hookgate's ingest statement (src/plugins/ingest.ts) with
  * one 1.4 KB delivery each. What a delivery that commits alone cannot go below, whatever the gateway does.
@@ -569,7 +595,9 @@ Load generator: autocannon at saturation (${CONNECTIONS} connections, ${DURATION
 paced sender (undici, up to ${CONNECTIONS} connections, one request every 1/rate s, latency counted from the moment
 the request was due, so a stall cannot hide by thinning the load). Every server gets a ${WARMUP} s warm-up
 first, not measured. Load generator, servers and PostgreSQL (embedded, fsync on) share the machine,
-so read the ratios, not the absolute numbers.
+so read the ratios, not the absolute numbers. PostgreSQL's WAL files are made and recycled once before
+anything is measured${process.env.BENCH_COLD_WAL === undefined ? '' : ' (not in this run: BENCH_COLD_WAL)'}, as in a database in service: a fresh cluster fills each new 16 MB file with
+zeros inside the commit that reaches it, a stall every few thousand deliveries.
 After each gateway scenario the stored runs are counted: every \`accepted\` answer must be a row.
 CPU per request is read from /proc for the server process, every PostgreSQL process and the load generator.
 Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun a scenario with one setting changed.
@@ -700,6 +728,7 @@ scenario named, 2026-11-25):
 | the admin API and the console imported only when ADMIN_TOKEN is set; \`Type\` from typebox itself, not through the type provider that loads typebox's compiler (2026-11-30; idle: three /health requests on PostgreSQL 15; saturated: one run alternating with 434a00e) | idle RSS 117 MB (ROLE=ingest), 122 MB (ROLE=all); peak RSS saturated 197 / 214 / 220 MB (unique events, a handler, a destination) | 106 MB, 105 MB; 189 / 191 / 198 MB |
 | payloads sent to PostgreSQL as bytes (the batch one buffer in jsonb's binary input form: copied once instead of into each row's string, the batch's string and the protocol's buffer); a handler's logger made when it first logs (2026-11-30, alternating with 6c10c8c, two runs each) | allocations per 10,000 runs at 1,000/s with a handler 424 MB (sampling heap profile); there the server 349–368 µs and PostgreSQL 270–280 µs per delivery, p99 9.5 ms | 376 MB; 334–339 µs and 238–249 µs, p99 9.2–9.4 ms; saturated within the noise |
 | V8's old generation allowed to grow to 2.5 times what survived its last full collection (src/heap.ts; V8 alone allows up to four times on a heap this small; 2026-11-30, alternating with \`--heap-growing-percent=0\`, two runs each) | peak RSS with a handler 192–198 MB, with a destination 197–203 MB; server 147–158 / 230–258 µs per run | 158–161 MB, 162–163 MB; server 139–144 / 247–251 µs per run (twice instead of 2.5 times: 141–156 MB for 4–8 % more server CPU in three runs) |
+| PostgreSQL's WAL files made and recycled once before measuring (the benchmark, not the gateway: a fresh cluster zero-filled a new 16 MB file inside a commit every few thousand deliveries, 10–13 % of PostgreSQL's samples at saturation under \`perf record\`; 2026-11-30, alternating with \`BENCH_COLD_WAL=1\`, two runs each) | unique events p99 24–28 ms, p99.9 56–57; the floor row p99 5.3–5.9 ms, p99.9 46–49; at 1,000/s with a handler PostgreSQL 279–295 µs per delivery, p99 9.9–10 ms | 17 ms, 31–33; 2.9–3.0 ms, 5.4; 249–264 µs, 8.7–9.6 ms |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
