@@ -1,5 +1,9 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build, stripeDelivery, stripeEvent } from './helper.js'
+import { build, stripeDelivery, stripeEvent, tempDir } from './helper.js'
+import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
 
 // Issue 14: a run with nothing to do is completed by the statement that stores it.
 
@@ -26,4 +30,42 @@ t.test('an ingest-only replica cannot know the workers\' destinations: it leaves
   const answer = await app.inject(stripeDelivery(stripeEvent()))
   const { rows: [run] } = await app.pg.query('SELECT status FROM ops.runs WHERE run_id = $1', [answer.json().run_id])
   t.equal(run.status, 'received')
+})
+
+t.test('more deliveries in flight than WORKER_CONCURRENCY: each run claimed by the statement that stores it, slots never exceeded', async t => {
+  const effects = join(await tempDir(t), 'effects.log')
+  process.env.EFFECTS_FILE = effects
+  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  // Two slots, a 300 ms lease renewed every 100 ms, and no claim loop to speak of (a poll a minute).
+  const { app } = await build(t, {
+    ROLE: 'all', PROVIDERS_DIR: await jobsProviderDir(t), JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_LEASE_MS: '300', WORKER_POLL_MS: '60000'
+  })
+  const answers = await Promise.all(Array.from({ length: 6 }, async () =>
+    (await deliverJob(app, { id: `slow-${randomUUID()}`, type: 'slow', ms: 700 })).json() as { status: string, run_id: string }))
+  t.same(answers.map(a => a.status), Array(6).fill('accepted'))
+  const ids = answers.map(a => a.run_id)
+
+  // Two run, four wait in memory for a slot: all six keep a live lease past the first 300 ms.
+  await new Promise(resolve => setTimeout(resolve, 500))
+  const { rows: [leased] } = await app.pg.query(
+    "SELECT count(*)::int AS n FROM ops.runs WHERE run_id = ANY($1::uuid[]) AND status = 'processing' AND locked_until > now()", [ids])
+  t.equal(leased.n, 6, 'the runs waiting for a slot have their leases renewed too')
+
+  await waitFor(async () => (await app.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE run_id = ANY($1::uuid[]) AND status = 'completed'",
+    [ids])).rows[0].n === 6, 'the six runs to complete')
+  const { rows: events } = await app.pg.query('SELECT run_id, type, at FROM ops.run_events WHERE run_id = ANY($1::uuid[]) ORDER BY id', [ids])
+  for (const { run_id: runId } of answers) {
+    const history = events.filter(e => e.run_id === runId)
+    t.same(history.map(e => e.type), ['received', 'processing', 'completed'], 'processed once, on its first attempt')
+    // Claimed in the ingest statement: its processing event is of the same transaction (claimed later by the claim loop, it is not).
+    t.equal(history[1].at.getTime(), history[0].at.getTime(), 'claimed by the statement that stored it')
+  }
+  // Never more handlers at once than slots, and both slots used.
+  let running = 0
+  let most = 0
+  for (const line of (await readFile(effects, 'utf8')).trim().split('\n')) {
+    running += line.startsWith('start ') ? 1 : -1
+    most = Math.max(most, running)
+  }
+  t.equal(most, 2, 'at most WORKER_CONCURRENCY handlers at once, and that many')
 })

@@ -54,7 +54,7 @@ declare module 'fastify' {
 // workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
 // others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
 // whose key is new but whose signed bytes a run already holds is a duplicate of that run
-// ('replayed_body'). A run that this process's worker reserved a slot for (plugins/worker.ts,
+// ('replayed_body'). A run that this process's worker will take (plugins/worker.ts,
 // LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease ($2 ms) and its
 // `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
@@ -200,8 +200,8 @@ export default fp(async function ingest (fastify) {
     // The body is hashed once: for the payload-conflict check and, where guarded, the replay key.
     const bodyHash = sha256(raw)
     const replay = replayKey(replayGuard, bodyHash, eventType)
-    // A run to process here, with a free slot: stored claimed, handed over after the commit.
-    const claimedBy = status === 'received' && fastify.localWorker?.reserve() === true ? fastify.localWorker : null
+    // A run to process here (a slot free, no backlog): stored claimed, handed over after the commit.
+    const claimedBy = status === 'received' && fastify.localWorker?.canTake() === true ? fastify.localWorker : null
     const row: Row = {
       head: `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},`,
       payload,
@@ -209,7 +209,6 @@ export default fp(async function ingest (fastify) {
         `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
         `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}]`
     }
-    let handedOver = false
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
         const run = await batcher.push(row)
@@ -218,7 +217,6 @@ export default fp(async function ingest (fastify) {
           request.delivery = { ...identity, outcome: status, runId: run.run_id }
           if (claimedBy !== null && run.is_new) {
             claimedBy.take({ run_id: run.run_id, provider, event_type: eventType, payload: event, attempts: 1, lease_expired: false })
-            handedOver = true
           }
           return { runId: run.run_id, status }
         }
@@ -227,8 +225,6 @@ export default fp(async function ingest (fastify) {
       // Not committed (a 503, or a 400 for a payload PostgreSQL refuses): the errors plugin answers.
       request.delivery = { ...identity, outcome: 'unavailable' }
       throw err
-    } finally {
-      if (claimedBy !== null && !handedOver) claimedBy.cancel()
     }
     request.delivery = { ...identity, outcome: 'unavailable' }
     throw new DatabaseUnavailableError('the delivery could not be recorded, try again')

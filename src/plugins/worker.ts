@@ -37,14 +37,16 @@ export interface LocalWorker {
   readonly id: string
   readonly leaseMs: number
   /**
-   * Reserves a slot for one run, if the worker has a free one and no backlog (a backlog is taken
-   * in order by the claim loop; runs stored meanwhile wait their turn as `received`).
+   * Whether a new run is to be stored claimed for this worker: a slot is free and there is no backlog
+   * (a backlog is taken in order by the claim loop; runs stored meanwhile wait their turn as
+   * `received`). Nothing is held while the delivery waits for its commit.
    */
-  reserve: () => boolean
-  /** The run stored claimed for this worker, after the commit: processed now, in its reserved slot. */
+  canTake: () => boolean
+  /**
+   * The run stored claimed for this worker, after the commit: processed now, or, if the claim loop
+   * took the free slots meanwhile, as soon as one frees (its lease renewed while it waits).
+   */
   take: (run: ClaimedRun) => void
-  /** The reservation of a delivery that created no run (a duplicate, or not stored). */
-  cancel: () => void
 }
 
 /** At most this many outcomes recorded by one statement. */
@@ -78,9 +80,10 @@ export default fp(async function worker (fastify) {
 
   /** Every job until its outcome is recorded (shutdown waits for them). */
   const active = new Set<Promise<void>>()
-  /** Slots: runs whose handler or forwarding is under way, and runs reserved by ingest. */
+  /** Slots: runs whose handler or forwarding is under way (at most `concurrency`). */
   let busy = 0
-  let reserved = 0
+  /** Runs claimed by ingest and handed over while every slot was busy: started first as slots free. */
+  const waiting: ClaimedRun[] = []
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
@@ -130,10 +133,11 @@ export default fp(async function worker (fastify) {
   /**
    * Free slots: WORKER_CONCURRENCY runs processed at once. A run's slot is free again when its
    * handler returns, before its outcome is recorded; more outcomes waiting for their statement than
-   * one statement takes hold claims back (the database is behind).
+   * one statement takes hold claims back (the database is behind). Runs handed over by ingest and
+   * waiting for a slot have them first.
    */
   function freeSlots (): number {
-    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - reserved
+    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waiting.length
   }
 
   /** A claimed run (its slot already counted in `busy`) is processed, then its outcome recorded. */
@@ -142,21 +146,32 @@ export default fp(async function worker (fastify) {
     active.add(job)
   }
 
+  /** A slot freed: the next run handed over by ingest, if one waits (not when shutting down: handed back). */
+  function startWaiting (): void {
+    const run = stopping || busy >= concurrency ? undefined : waiting.shift()
+    if (run === undefined) return
+    busy++
+    start(run)
+  }
+
+  // No slot is held while a delivery waits for its commit. When one was (reserved at the request),
+  // more deliveries in flight than WORKER_CONCURRENCY (a busy gateway: 200 connections) found none
+  // free and stored their runs for the claim loop, whose full claims then kept ingest from claiming
+  // (the backlog rule) for as long as the load lasted: each such run written once more, by a claim
+  // statement, 70 % of them at 200 connections. A slot is taken when the run is handed over; the
+  // runs handed over while every slot is busy (at most what was in flight) wait for the next ones.
   fastify.decorate('localWorker', {
     id,
     leaseMs,
-    reserve () {
-      if (stopping || backlog || freeSlots() <= 0) return false
-      reserved++
-      return true
+    canTake () {
+      return !stopping && !backlog && freeSlots() > 0
     },
     take (run: ClaimedRun) {
-      reserved--
-      busy++
+      held.add(run.run_id)
+      waiting.push(run)
       // After the answer is on its way: a handler's synchronous work does not delay the 2xx.
-      setImmediate(() => { start(run) })
-    },
-    cancel () { reserved-- }
+      setImmediate(startWaiting)
+    }
   } satisfies LocalWorker)
 
   async function processRun (claimed: ClaimedRun): Promise<void> {
@@ -169,6 +184,7 @@ export default fp(async function worker (fastify) {
       outcome = { outcome: 'retry', reason: (err as Error).message ?? String(err) }
     } finally {
       busy--
+      startWaiting()
       if (backlog) wake()
     }
     const ms = Math.round(performance.now() - started)
