@@ -80,8 +80,9 @@ export default fp(async function worker (fastify) {
 
   /** Every job until its outcome is recorded (shutdown waits for them). */
   const active = new Set<Promise<void>>()
-  /** Slots: runs whose handler or forwarding is under way (at most `concurrency`). */
+  /** Slots: runs whose handler or forwarding is under way (at most `concurrency`), and a claim's in flight. */
   let busy = 0
+  let claiming = 0
   /** Runs claimed by ingest and handed over while every slot was busy: started first as slots free. */
   const waiting: ClaimedRun[] = []
   /** The runs this worker holds, renewed together by one heartbeat. */
@@ -103,23 +104,29 @@ export default fp(async function worker (fastify) {
     // eslint-disable-next-line no-unmodified-loop-condition -- set by onClose, between two turns of the loop
     while (!stopping) {
       wakeRequested = false
-      const free = freeSlots()
-      if (free > 0) {
+      if (freeSlots() > 0) {
         try {
           // Leases expire after WORKER_LEASE_MS: sweeping once per poll interval is enough, not on every wake.
           if (Date.now() - lastSweep >= pollMs) {
             lastSweep = Date.now()
             await failExhaustedLeases(pool, maxAttempts)
           }
-          const claimed = await claimRuns(pool, id, free, leaseMs, maxAttempts)
-          // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
-          // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
-          backlog = claimed.length === free
-          busy += claimed.length
-          for (const run of claimed) start(run)
+          const free = freeSlots()
+          if (free > 0) {
+            // The slots a claim may fill count as taken until it answers: runs that ingest hands over
+            // meanwhile wait instead of starting in them.
+            claiming = free
+            const claimed = await claimRuns(pool, id, free, leaseMs, maxAttempts).finally(() => { claiming = 0 })
+            // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
+            // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
+            backlog = claimed.length === free
+            busy += claimed.length
+            for (const run of claimed) start(run)
+          }
         } catch (err) {
           log.warn({ err: { message: (err as Error).message } }, 'worker could not claim runs; trying again')
         }
+        startWaiting()
       }
       await new Promise<void>(resolve => {
         if (wakeRequested || stopping) { resolve(); return }
@@ -137,7 +144,7 @@ export default fp(async function worker (fastify) {
    * waiting for a slot have them first.
    */
   function freeSlots (): number {
-    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waiting.length
+    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - claiming - waiting.length
   }
 
   /** A claimed run (its slot already counted in `busy`) is processed, then its outcome recorded. */
@@ -146,12 +153,13 @@ export default fp(async function worker (fastify) {
     active.add(job)
   }
 
-  /** A slot freed: the next run handed over by ingest, if one waits (not when shutting down: handed back). */
+  /** Slots free: the runs handed over by ingest that wait for them (not when shutting down: handed back). */
   function startWaiting (): void {
-    const run = stopping || busy >= concurrency ? undefined : waiting.shift()
-    if (run === undefined) return
-    busy++
-    start(run)
+    if (stopping) return
+    while (waiting.length > 0 && busy + claiming < concurrency) {
+      busy++
+      start(waiting.shift() as ClaimedRun)
+    }
   }
 
   // No slot is held while a delivery waits for its commit. When one was (reserved at the request),
