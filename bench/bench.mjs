@@ -573,7 +573,7 @@ function queueChart (date) {
   const maxDepth = Math.max(1, ...pipelines.flatMap(p => p.samples.map(s => s.depth)))
   const x = t => 60 + (width - 80) * t / maxT
   const y = d => height - 30 - (height - 70) * d / maxDepth
-  const colors = ['#2f6fde', '#de6f2f', '#2fa35a', '#9a4fd0']
+  const colors = ['#2f6fde', '#de6f2f', '#2fa35a', '#9a4fd0', '#c23b3b', '#1a9aa0', '#8a6d1f', '#555555']
   const lines = pipelines.map((p, i) => `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${p.samples.map(s => `${x(s.t).toFixed(1)},${y(s.depth).toFixed(1)}`).join(' ')}"/>` +
     `<line x1="${x(p.loadSeconds).toFixed(1)}" y1="${y(0)}" x2="${x(p.loadSeconds).toFixed(1)}" y2="40" stroke="${colors[i % colors.length]}" stroke-dasharray="4 4"/>` +
     `<text x="70" y="${56 + i * 16}" font-size="12" fill="${colors[i % colors.length]}">${escapeXml(p.name)}: oldest open run at most ${Math.max(...p.samples.map(s => s.oldest)).toFixed(1)} s old</text>`).join('\n')
