@@ -80,8 +80,9 @@ export default fp(async function worker (fastify) {
 
   /** Every job until its outcome is recorded (shutdown waits for them). */
   const active = new Set<Promise<void>>()
-  /** Slots: runs whose handler or forwarding is under way (at most `concurrency`), and a claim's in flight. */
+  /** Slots: runs whose handler or forwarding is under way (at most `concurrency`). */
   let busy = 0
+  /** The limit of the claim statement in flight: slots it may fill, counted as taken until it answers. */
   let claiming = 0
   /** Runs claimed by ingest and handed over while every slot was busy: started first as slots free. */
   const waiting: ClaimedRun[] = []
