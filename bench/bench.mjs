@@ -18,7 +18,7 @@ const { Pool: PgPool } = pg
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 // Saturation: every saturated scenario, bare Fastify's too, runs at each of these loads (connections)
-// and is read at its best. Bare Fastify is saturated by 50 and does 3–7 % less with 100; a gateway
+// and is read at its best. Bare Fastify is saturated by 50 and does about as much with 100; a gateway
 // that answers after its commit was not saturated by 50 (30 % of the machine idle, a commit's round
 // trip per connection) and gained 30–40 % with 100; a pipeline that forwards does less with 100
 // (ingest takes the CPU its forwarding needs). docs/benchmarks.md, "How many connections saturate".
@@ -723,8 +723,8 @@ one run each; before 0951948 except the last line):
 | 400 | 32,009 | 7,387 (0.23×) | 7,218 (0.23×) | 4,502 (0.14×) |
 | 100, after 0951948 (a slower hour) | 29,260 | 7,116 (0.24×) | 7,511 (0.26×) | 6,044 (0.21×) |
 
-Bare Fastify does 3–7 % less with 100 connections than with 50, and the same from 100 to 400; the
-gateway's ingest gains 30–40 % from 50 to 100 and nothing beyond (the machine's cores are then
+Bare Fastify does about as much with 100 connections as with 50 (from 7 % less to 13 % more in five
+runs of 2026-11-30), and the same from 100 to 400; the gateway's ingest gains 30–40 % from 50 to 100 and nothing beyond (the machine's cores are then
 1.55–1.65 busy). The pipeline that forwards to a destination does less at 100 (two runs each,
 2026-11-30 after 0951948): ingest 3,546–3,586 req/s against 3,286–3,641 at 50, but forwarding fell
 behind it (3,000 runs/s, done 1.4–1.5 s after the load stopped, 0.090×): ingest took the CPU that the
