@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build, stripeDelivery, stripeEvent, tempDir } from './helper.js'
+import { build, freshDatabase, stripeDelivery, stripeEvent, tempDir } from './helper.js'
 import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
 
 // Issue 14: a run with nothing to do is completed by the statement that stores it.
@@ -68,4 +68,43 @@ t.test('more deliveries in flight than WORKER_CONCURRENCY: each run claimed by t
     most = Math.max(most, running)
   }
   t.equal(most, 2, 'at most WORKER_CONCURRENCY handlers at once, and that many')
+})
+
+t.test('a claim statement in flight: ingest still claims new runs, which start when the claim has answered', async t => {
+  const effects = join(await tempDir(t), 'effects.log')
+  process.env.EFFECTS_FILE = effects
+  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const { app: gateway } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'all', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_POLL_MS: '60000' })
+  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
+  const done = async () => (await readFile(effects, 'utf8').catch(() => '')).trim().split('\n').filter(line => line.startsWith('done '))
+
+  // The gateway's next claim statement is held until released (the database is real; only the call waits).
+  const pool = gateway.pg.pool
+  const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
+  let claimStarted!: () => void
+  const started = new Promise<void>(resolve => { claimStarted = resolve })
+  let release!: () => void
+  const released = new Promise<void>(resolve => { release = resolve })
+  ;(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = async (...args: unknown[]) => {
+    if ((args[0] as { name?: string }).name === 'claim-runs') { claimStarted(); await released }
+    return await query(...args)
+  }
+  t.teardown(() => { release() })
+
+  // A run stored by an ingest-only replica wakes the gateway's worker (NOTIFY): its claim is held.
+  const queued = (await deliverJob(ingestOnly, { id: `ok-${randomUUID()}`, type: 'ok' })).json()
+  await started
+  const fresh = (await deliverJob(gateway, { id: `ok-${randomUUID()}`, type: 'ok' })).json()
+  t.equal(fresh.status, 'accepted')
+  const { rows: history } = await gateway.pg.query('SELECT type, at FROM ops.run_events WHERE run_id = $1 ORDER BY id', [fresh.run_id])
+  t.same(history.map(e => e.type), ['received', 'processing'], 'stored claimed while the claim statement was in flight')
+  t.equal(history[1].at.getTime(), history[0].at.getTime(), 'by the statement that stored it')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.same(await done(), [], 'not started in a slot the claim may fill')
+
+  release()
+  await waitFor(async () => (await done()).length === 2, 'both runs to be processed')
+  t.same((await done()).sort(), [`done ${queued.run_id}`, `done ${fresh.run_id}`].sort(), 'each once')
 })

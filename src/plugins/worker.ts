@@ -82,7 +82,10 @@ export default fp(async function worker (fastify) {
   const active = new Set<Promise<void>>()
   /** Slots: runs whose handler or forwarding is under way (at most `concurrency`). */
   let busy = 0
-  /** The limit of the claim statement in flight: slots it may fill, counted as taken until it answers. */
+  /**
+   * The limit of the claim statement in flight: the slots it may fill, which runs handed over
+   * meanwhile do not start in (they wait for its answer). Ingest still claims meanwhile.
+   */
   let claiming = 0
   /** Runs claimed by ingest and handed over while every slot was busy: started first as slots free. */
   const waiting: ClaimedRun[] = []
@@ -114,8 +117,8 @@ export default fp(async function worker (fastify) {
           }
           const free = freeSlots()
           if (free > 0) {
-            // The slots a claim may fill count as taken until it answers: runs that ingest hands over
-            // meanwhile wait instead of starting in them.
+            // Runs that ingest hands over while the claim is in flight wait for its answer instead of
+            // starting in the slots it may fill.
             claiming = free
             const claimed = await claimRuns(pool, id, free, leaseMs, maxAttempts).finally(() => { claiming = 0 })
             // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
@@ -145,7 +148,7 @@ export default fp(async function worker (fastify) {
    * waiting for a slot have them first.
    */
   function freeSlots (): number {
-    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - claiming - waiting.length
+    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waiting.length
   }
 
   /** A claimed run (its slot already counted in `busy`) is processed, then its outcome recorded. */
