@@ -5,7 +5,7 @@ import { fork, spawn } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { openSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { template } from './stripe-event.mjs'
@@ -18,11 +18,12 @@ const { Pool: PgPool } = pg
 const root = join(import.meta.dirname, '..')
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 // Saturation: every saturated scenario, bare Fastify's too, runs at each of these loads (connections)
-// and is read at its best. Bare Fastify is saturated by 50 and does about as much with 100; a gateway
-// that answers after its commit was not saturated by 50 (30 % of the machine idle, a commit's round
-// trip per connection) and gained 30–40 % with 100; a pipeline that forwards does less with 100
-// (ingest takes the CPU its forwarding needs). docs/benchmarks.md, "How many connections saturate".
-const LOADS = (process.env.BENCH_CONNECTIONS ?? '50,100').split(',').map(Number)
+// and is read at its best. Bare Fastify is saturated by 50 and does about as much with 100 to 400; a
+// gateway that answers after its commit was not saturated by 50 (30 % of the machine idle, a commit's
+// round trip per connection) and gained 30–40 % with 100, where its event loop still waits for an
+// answer 13–17 % of the time (9–13 % with 200); a pipeline that forwards does less with 100 (ingest
+// takes the CPU its forwarding needs). docs/benchmarks.md, "How many connections saturate".
+const LOADS = (process.env.BENCH_CONNECTIONS ?? '50,100,200').split(',').map(Number)
 /** The paced sender's connections at most, and the load of a scenario given none. */
 const CONNECTIONS = Math.max(...LOADS)
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
@@ -77,20 +78,46 @@ async function cpuSeconds (pid, except = new Set()) {
   return ticks / 100
 }
 
+/** The machine's busy and total time (every core, /proc/stat jiffies): busy counts the kernel and steal too. */
+async function machineTicks () {
+  const [cpu] = (await readFile('/proc/stat', 'utf8')).split('\n')
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu.trim().split(/\s+/).slice(1).map(Number)
+  const busy = user + nice + system + irq + softirq + (steal ?? 0)
+  return { busy, total: busy + idle + iowait }
+}
+
+/** A thread's time on a core and waiting in the run queue for one, in ns (/proc/<pid>/task/<tid>/schedstat). */
+async function threadSched (pid) {
+  const [on, waiting] = (await readFile(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').catch(() => '0 0')).split(' ').map(Number)
+  return { on, waiting, at: process.hrtime.bigint() }
+}
+
 /**
  * CPU per request (µs) of the server, PostgreSQL and the load generator during one run. `harness`:
  * PostgreSQL backends of the benchmark itself (the queue sampler), left out of PostgreSQL's figure.
+ * Also where the time went: the cores the whole machine used, and the server's main thread (its event
+ * loop) on a core, runnable but waiting for one, or blocked (waiting for the network or PostgreSQL).
  */
 async function measureCpu (serverPid, run, harness = new Set()) {
-  /** @type {{ server: number, pg: number, client: NodeJS.CpuUsage }} */
-  let before = { server: 0, pg: 0, client: process.cpuUsage() }
-  const result = await run(async () => { before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres', harness), client: process.cpuUsage() } })
+  /** @type {{ server: number, pg: number, client: NodeJS.CpuUsage, machine: { busy: number, total: number }, loop: { on: number, waiting: number, at: bigint } }} */
+  let before = { server: 0, pg: 0, client: process.cpuUsage(), machine: await machineTicks(), loop: await threadSched(serverPid) }
+  const result = await run(async () => {
+    before = { server: await cpuSeconds(serverPid), pg: await cpuSeconds('postgres', harness), client: process.cpuUsage(), machine: await machineTicks(), loop: await threadSched(serverPid) }
+  })
   const client = process.cpuUsage(before.client)
+  const machine = await machineTicks()
+  const loop = await threadSched(serverPid)
   const n = result.result.requests.total || 1
   result.cpu = {
     server: Math.round(1e6 * (await cpuSeconds(serverPid) - before.server) / n),
     pg: Math.round(1e6 * (await cpuSeconds('postgres', harness) - before.pg) / n),
     client: Math.round((client.user + client.system) / n)
+  }
+  const wall = Number(loop.at - before.loop.at)
+  result.time = {
+    machineCores: (cpus().length * (machine.busy - before.machine.busy)) / Math.max(1, machine.total - before.machine.total),
+    loopOn: (loop.on - before.loop.on) / wall,
+    loopWaiting: (loop.waiting - before.loop.waiting) / wall
   }
   return result
 }
@@ -192,7 +219,7 @@ async function paced (url, rate, seconds, nextRequest, onResponse) {
   }
 }
 
-function row (name, { result, cpu }, ceiling, rss, extra = '') {
+function row (name, { result, cpu, time }, ceiling, rss, extra = '') {
   const rps = Math.round(result.requests.average)
   return {
     name,
@@ -205,7 +232,8 @@ function row (name, { result, cpu }, ceiling, rss, extra = '') {
     non2xx: result.non2xx,
     rss,
     extra,
-    cpu
+    cpu,
+    time
   }
 }
 
@@ -586,6 +614,9 @@ ${lines}
 </svg>\n`
 }
 
+/** @param {number} share */
+function percent (share) { return `${Math.round(100 * share)} %` }
+
 async function writeReport (rows) {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ')
   const CEILING = Math.max(...rows.filter(r => r.name.startsWith('bare Fastify, same body')).map(r => r.rps))
@@ -600,7 +631,7 @@ async function writeReport (rows) {
       `<text x="${248 + width}" y="${y + 18}" font-size="13">${r.rps} req/s (${r.ratio.toFixed(2)}×) · p99 ${r.p99} ms</text>`
   }).join('\n')
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="${50 + rows.length * 44}" font-family="sans-serif">
-<text x="10" y="18" font-size="14" font-weight="bold">Throughput, ${LOADS.join(' and ')} connections, ${DURATION} s each, 1.4 KB Stripe-signed events (${date} UTC)</text>
+<text x="10" y="18" font-size="14" font-weight="bold">Throughput, ${new Intl.ListFormat('en').format(LOADS.map(String))} connections, ${DURATION} s each, 1.4 KB Stripe-signed events (${date} UTC)</text>
 ${bars}
 </svg>\n`
   await writeFile(join(root, 'docs', 'benchmarks.svg'), svg)
@@ -609,7 +640,7 @@ ${bars}
 
 \`npm run bench\` (bench/bench.mjs) measures, in one run on one machine, bare Fastify parsing the same
 body (the ceiling) and hookgate's durable ingest: a 2xx only after the run is committed in PostgreSQL.
-Load generator: autocannon at saturation (${LOADS.join(' and ')} connections, each scenario at each, ${DURATION} s; the ceiling is bare Fastify's best); at a fixed rate a
+Load generator: autocannon at saturation (${new Intl.ListFormat('en').format(LOADS.map(String))} connections, each scenario at each, ${DURATION} s; the ceiling is bare Fastify's best); at a fixed rate a
 paced sender (undici, up to ${CONNECTIONS} connections, one request every 1/rate s, latency counted from the moment
 the request was due, so a stall cannot hide by thinning the load). Every server gets a ${WARMUP} s warm-up
 first, not measured. Load generator, servers and PostgreSQL (embedded, fsync on) share the machine,
@@ -620,13 +651,27 @@ After each gateway scenario the stored runs are counted: every \`accepted\` answ
 CPU per request is read from /proc for the server process, every PostgreSQL process and the load generator.
 Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun a scenario with one setting changed.
 
-Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores.
+Last run: ${date} UTC, ${node}, ${process.platform} ${process.arch}, ${cpus().length} cores.
 
 ![throughput chart](benchmarks.svg)
 
 | scenario | req/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | non-2xx | peak RSS MB | CPU µs/request: server / PostgreSQL / load generator | durability check |
 |---|---|---|---|---|---|---|---|---|---|---|
 ${table}
+
+## Where the time went at saturation
+
+For each saturated row: the cores the whole machine used (/proc/stat: user, system, interrupts and
+steal of every core, every process), and the server's main thread, its event loop
+(/proc/<pid>/task/<pid>/schedstat): on a core, runnable but waiting for a core, or blocked (in
+\`epoll_wait\`: nothing to do until the network or PostgreSQL answers). A server whose event loop is
+on a core or waiting for one nearly all the time is bound by that one thread: more connections do
+not raise its throughput, less CPU per delivery on that thread or fewer processes competing for the
+cores do.
+
+| scenario | req/s | machine: cores used of ${cpus().length} | event loop on a core | waiting for a core | blocked |
+|---|---|---|---|---|---|
+${rows.filter(r => r.time !== undefined && !/fixed/.test(r.name)).map(r => `| ${r.name} | ${r.rps} | ${r.time.machineCores.toFixed(2)} | ${percent(r.time.loopOn)} | ${percent(r.time.loopWaiting)} | ${percent(Math.max(0, 1 - r.time.loopOn - r.time.loopWaiting))} |`).join('\n')}
 
 ${pipelines.length === 0
 ? ''
@@ -667,7 +712,7 @@ statement read from /proc (every postgres process): what a delivery that arrives
 ${floors.map(f => `| ${f.statement} | ${f.calls} | ${f['PostgreSQL µs per statement']} |`).join('\n')}
 
 `}Reproduce: \`npm ci && npm run bench\` (this run: BENCH_SECONDS=${DURATION}; default 10; \`BENCH_LEVERS=1\` adds the lever rows;
-\`BENCH_ONLY=<regex>\` runs some scenarios only; \`BENCH_CONNECTIONS=50,100\` sets the saturated loads).
+\`BENCH_ONLY=<regex>\` runs some scenarios only; \`BENCH_CONNECTIONS=50,100,200\` sets the saturated loads).
 
 ## Reading the figures
 
@@ -728,9 +773,31 @@ runs of 2026-11-30), and the same from 100 to 400; the gateway's ingest gains 30
 1.55–1.65 busy). The pipeline that forwards to a destination does less at 100 (two runs each,
 2026-11-30 after 0951948): ingest 3,546–3,586 req/s against 3,286–3,641 at 50, but forwarding fell
 behind it (3,000 runs/s, done 1.4–1.5 s after the load stopped, 0.090×): ingest took the CPU that the
-forwarding needed. So every saturated scenario, bare Fastify's too, runs at 50 and at 100 connections
-and is read at its best; the ceiling is bare Fastify's best, so no ratio gains from a load that suits
-bare Fastify less.
+forwarding needed. So every saturated scenario, bare Fastify's too, runs at 50, 100 and 200 connections
+(200 since 2026-12-01, below) and is read at its best; the ceiling is bare Fastify's best, so no ratio
+gains from a load that suits bare Fastify less.
+
+**Which thread is the bound.** Since 2026-12-01 each run says where the time went (the table "Where the
+time went at saturation"). A sweep (\`BENCH_CONNECTIONS=100,200,400 BENCH_SECONDS=6
+BENCH_ONLY='pipeline, no handler|does nothing, [0-9]'\`, one run, a slow hour: bare Fastify 24,549–25,389
+req/s):
+
+| connections | bare Fastify: cores used; event loop on a core / waiting / blocked | pipeline, no handler | a handler that does nothing |
+|---|---|---|---|
+| 100 | 1.93; 88 / 9 / 4 % | 5,791 req/s; 1.53 cores; 63 / 20 / 17 % | 5,105; 1.55; 62 / 22 / 16 % |
+| 200 | 1.95; 90 / 8 / 3 % | 7,207; 1.66; 71 / 16 / 13 % | 4,937; 1.67; 66 / 25 / 9 % |
+| 400 | 1.96; 91 / 6 / 2 % | 6,105; 1.66; 71 / 18 / 11 % | 4,823; 1.67; 68 / 25 / 7 % |
+
+Bare Fastify is bound by its one event loop (runnable 97 % of the time) and keeps both cores busy with
+the load generator. The gateway's event loop, at 100 connections, is blocked 16–17 % of the time,
+waiting for a commit with nothing else to do; with 200 and more it is runnable 87–93 % of the time
+and throughput stops rising: the loop is the bound, at 98 µs of its own CPU per delivery without a
+handler (0.71 of a core ÷ 7,207/s) and 141 µs with one (0.68 ÷ 4,823), against bare Fastify's 35–37.
+The 0.3 of a core left idle cannot serve it: the loop waits for a core 16–25 % of the time, taken then
+by PostgreSQL and the load generator, and the cores idle at other moments. 0.25× of a 33,000 req/s
+ceiling (8,250/s) takes 0.81 of a core on the loop alone at 98 µs; it has had 0.68–0.71 under this
+contention. Two gateway processes sharing the port (node:cluster, in the table above, 50 connections)
+gained 1–7 %: the second loop competes for the same two cores.
 
 What moved the figures (unique events, 50 connections unless said):
 
