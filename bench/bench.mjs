@@ -851,7 +851,17 @@ the server 448–499 / 384–405 / 359–434, p99 12.5–16.5 / 13.4–13.5 / 13
 A smaller young generation (\`node --max-semi-space-size=4\`) takes 38 MB off the peak RSS with a
 destination (241 → 203 MB) for 12 % more server CPU; bounding the old generation's growth instead
 (src/heap.ts, last row above) takes 35–40 MB off for CPU within the noise: the peak was garbage
-waiting for a full collection (heap used after one at the peak: 26 MB).
+waiting for a full collection (heap used after one at the peak: 26 MB). A larger young generation
+(\`--max-semi-space-size=32\`, node's default 16; 2026-12-01, \`--trace-gc\`, pipeline without a handler,
+200 connections, one run each) halves the scavenges (148 → 69 in the 7 s measured) and their pauses on
+the event loop (821 → 510 ms, 17.5 → 10.5 µs per delivery), the server 132 → 121 µs per delivery, for
+28 MB more peak RSS (158 → 186); with a destination 201–204 MB in two runs, over the 200 MB target.
+Left at node's default. The log line's destination, tried at saturation (two runs each, 100
+connections): pino's default (sonic-boom, asynchronous) 5,546–6,185 req/s, \`pino.destination({ sync:
+true })\` 4,781–5,863, \`process.stdout\` 5,029–5,082, a worker-thread transport 6,319–6,754 against
+5,628–6,967 (three runs) and 15 MB more RSS: the default stays, never blocking the event loop on a slow
+log reader (it allocates 8.6 KB per 300-byte line while a write is in flight, flattening the pending
+buffer to measure it: sonic-boom's, 4.2.1 and 5.0.2).
 
 **PostgreSQL's CPU at 1,000 deliveries/s.** The floor table and the floor row measure, in the same run,
 what one commit costs on this machine. Run of 2026-11-30 14:41 (a slower day: bare Fastify 30,480 req/s,
