@@ -20,9 +20,9 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 // Saturation: every saturated scenario, bare Fastify's too, runs at each of these loads (connections)
 // and is read at its best. Bare Fastify is saturated by 50 and does about as much with 100 to 400; a
 // gateway that answers after its commit was not saturated by 50 (30 % of the machine idle, a commit's
-// round trip per connection) and gained 30–40 % with 100, where its event loop still waits for an
-// answer 13–17 % of the time (9–13 % with 200); a pipeline that forwards does less with 100 (ingest
-// takes the CPU its forwarding needs). docs/benchmarks.md, "How many connections saturate".
+// round trip per connection) and gained 30–40 % with 100, where its event loop is still blocked,
+// waiting for an answer, 13–17 % of the time (less with 200); a pipeline that forwards does less with
+// 100 (ingest takes the CPU its forwarding needs). docs/benchmarks.md, "How many connections saturate".
 const LOADS = (process.env.BENCH_CONNECTIONS ?? '50,100,200').split(',').map(Number)
 /** The paced sender's connections at most, and the load of a scenario given none. */
 const CONNECTIONS = Math.max(...LOADS)
@@ -788,7 +788,7 @@ req/s):
 | 200 | 1.95; 90 / 8 / 3 % | 7,207; 1.66; 71 / 16 / 13 % | 4,937; 1.67; 66 / 25 / 9 % |
 | 400 | 1.96; 91 / 6 / 2 % | 6,105; 1.66; 71 / 18 / 11 % | 4,823; 1.67; 68 / 25 / 7 % |
 
-Bare Fastify is bound by its one event loop (runnable 97 % of the time) and keeps both cores busy with
+Bare Fastify is bound by its one event loop (runnable 97–98 % of the time) and keeps both cores busy with
 the load generator. The gateway's event loop, at 100 connections, is blocked 16–17 % of the time,
 waiting for a commit with nothing else to do; with 200 and more it is runnable 87–93 % of the time
 and throughput stops rising: the loop is the bound, at 98 µs of its own CPU per delivery without a
@@ -854,7 +854,7 @@ destination (241 → 203 MB) for 12 % more server CPU; bounding the old generati
 waiting for a full collection (heap used after one at the peak: 26 MB). A larger young generation
 (\`--max-semi-space-size=32\`, node's default 16; 2026-12-01, \`--trace-gc\`, pipeline without a handler,
 200 connections, one run each) halves the scavenges (148 → 69 in the 7 s measured) and their pauses on
-the event loop (821 → 510 ms, 17.5 → 10.5 µs per delivery), the server 132 → 121 µs per delivery, for
+the event loop (821 → 510 ms, 17.5 → 10.6 µs per delivery), the server 132 → 121 µs per delivery, for
 28 MB more peak RSS (158 → 186); with a destination 201–204 MB in two runs, over the 200 MB target.
 Left at node's default. The log line's destination, tried at saturation (two runs each, 100
 connections): pino's default (sonic-boom, asynchronous) 5,546–6,185 req/s, \`pino.destination({ sync:
