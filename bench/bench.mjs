@@ -30,6 +30,13 @@ const LOADS = (process.env.BENCH_CONNECTIONS ?? '50,100,200').split(',').map(Num
  * runs of 2026-12-01; a fixed rate is the same measurement whatever else runs).
  */
 const CONNECTIONS = 100
+/**
+ * Days of partitions before today in every database the gateway runs on, as a database in service
+ * holds them (RETENTION_DAYS, 30 by default): a fresh one has only today and the days ahead, and a
+ * statement whose plan opens every day's partition costs more with each day kept (sql/012).
+ * BENCH_DAYS=0: the fresh database.
+ */
+const DAYS_KEPT = Number(process.env.BENCH_DAYS ?? 30)
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const SECRET = 'whsec_bench_secret_0123456789abcdef'
 /** Runs not at an end state yet: waiting, due for a retry, or being processed. */
@@ -332,6 +339,7 @@ try {
     })
     children.push(gateway)
     await waitFor(`http://127.0.0.1:${port}/readyz`)
+    await inService(databaseUrl)
     // Warm-up, not measured: JIT, connections, prepared statements (the ceiling was warm too).
     await load(`http://127.0.0.1:${port}`, { ...options, seconds: WARMUP })
     // The pipeline's clock starts with the measured load: what the warm-up stored is drained first.
@@ -415,6 +423,7 @@ async function drain (database, workers, env) {
     procs.push(proc)
     await waitFor(`http://127.0.0.1:${port}/readyz`)
   }
+  await inService(databaseUrl)
   const payload = JSON.stringify({ id: 'evt_drain', ...template })
   if (STATEMENTS) await query(databaseUrl, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
   // Stored due a few seconds later, vacuumed, then the workers are woken when they come due: the
@@ -446,6 +455,13 @@ async function drain (database, workers, env) {
     runs: stats.completed,
     rate: Math.round(stats.completed / stats.span),
     cpu: { workers: Math.round(1e6 * workerCpu / stats.completed), pg: Math.round(1e6 * (after.pg - before.pg) / stats.completed) }
+  }
+}
+
+/** The days of partitions a database in service holds (DAYS_KEPT), made after the gateway's migrations. */
+async function inService (databaseUrl) {
+  if (DAYS_KEPT > 0) {
+    await query(databaseUrl, "SELECT ops.ensure_day_partitions((now() AT TIME ZONE 'UTC')::date - $1::int, (now() AT TIME ZONE 'UTC')::date)", [DAYS_KEPT])
   }
 }
 
@@ -485,6 +501,7 @@ async function commitFloor (database) {
   const { migrate } = await import('../dist/db/migrate.js')
   const { INGEST } = await import('../dist/plugins/ingest.js')
   await migrate(databaseUrl)
+  await inService(databaseUrl)
   // As ingest's own connections run it: one generic plan (src/plugins/ingest.ts).
   const pool = new PgPool({ connectionString: databaseUrl, max: 4, options: '-c plan_cache_mode=force_generic_plan' })
   try {
@@ -650,7 +667,10 @@ the request was due, so a stall cannot hide by thinning the load). Every server 
 first, not measured. Load generator, servers and PostgreSQL (embedded, fsync on) share the machine,
 so read the ratios, not the absolute numbers. PostgreSQL's WAL files are made and recycled once before
 anything is measured${process.env.BENCH_COLD_WAL === undefined ? '' : ' (not in this run: BENCH_COLD_WAL)'}, as in a database in service: a fresh cluster fills each new 16 MB file with
-zeros inside the commit that reaches it, a stall every few thousand deliveries.
+zeros inside the commit that reaches it, a stall every few thousand deliveries. ${DAYS_KEPT > 0
+  ? `Each gateway's database holds the day partitions of the ${DAYS_KEPT} days before today too, as one in
+service keeps them (RETENTION_DAYS, 30 by default).`
+  : 'Each gateway\'s database is fresh (BENCH_DAYS=0): the day partitions of today and the days ahead only.'}
 After each gateway scenario the stored runs are counted: every \`accepted\` answer must be a row.
 CPU per request is read from /proc for the server process, every PostgreSQL process and the load generator.
 Rows starting with "lever:" (\`BENCH_LEVERS=1\`) rerun a scenario with one setting changed.

@@ -2,6 +2,7 @@ import t from 'tap'
 import pg from 'pg'
 import { CLAIM, FINISH, claimRuns, finishRuns, renewLeases } from '../src/queue.js'
 import { migrate } from '../src/db/migrate.js'
+import { INGEST } from '../src/plugins/ingest.js'
 import { freshDatabase } from './helper.js'
 
 // The queue's statements on their own: claims by two index scans, outcomes recorded in
@@ -150,4 +151,33 @@ t.test('a batch of outcomes finds its runs by key, whatever the partial indexes 
   walk(plan.Plan)
   t.ok(scans.length > 0 && scans.every(scan => scan.endsWith('_pkey')), `ops.runs read by its primary key only: ${scans.join(', ')}`)
   t.equal(plan.Plan['Actual Rows'], 24, 'every run finished')
+})
+
+t.test('the ingest statement opens no day of ops.runs: its cost does not grow with the days kept', async t => {
+  const { pool } = await queue(t)
+  // RETENTION_DAYS=30: a month of day partitions.
+  await pool.query('SELECT ops.ensure_day_partitions(current_date - 30, current_date)')
+  const client = await pool.connect()
+  t.teardown(() => { client.release() })
+  // As ingest's own connections run it (src/plugins/ingest.ts): one generic plan.
+  await client.query('SET plan_cache_mode = force_generic_plan')
+  await client.query(`PREPARE ingest (jsonb, float8) AS ${INGEST}`)
+  const item = (key: string, sha: string) => `["stripe","${key}","t",{"id":"${key}"},"${sha}",{},{},"received",null,null]`
+  await client.query(`EXECUTE ingest ('[${item('evt_1', '01')}]', 30000)`)
+  await client.query('BEGIN')
+  // A new key, a duplicate and a payload conflict: the stored run's tier is looked up for the last two.
+  const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query(
+    `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ingest ('[${item('evt_2', '02')},${item('evt_1', '01')},${item('evt_1', '03')}]', 30000)`)
+  const { rows: events } = await client.query("SELECT type, tier FROM ops.run_events WHERE type <> 'received' ORDER BY id")
+  await client.query('ROLLBACK')
+  const opened: string[] = []
+  type Node = { 'Relation Name'?: string, Plans?: unknown[] }
+  const walk = (node: Node): void => {
+    if (/^runs_/.test(node['Relation Name'] ?? '')) opened.push(node['Relation Name'] as string)
+    for (const child of node.Plans ?? []) walk(child as Node)
+  }
+  walk(plan.Plan)
+  t.same(opened, [], 'no partition of ops.runs in the cached plan')
+  t.equal(plan.Plan['Actual Rows'], 3, 'every delivery answered')
+  t.same(events, [{ type: 'duplicate', tier: 'live' }, { type: 'payload_conflict', tier: 'live' }], 'in the tier of their run')
 })

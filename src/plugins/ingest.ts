@@ -60,7 +60,10 @@ declare module 'fastify' {
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race). Keys already
 // stored are looked up one by one (LATERAL ... LIMIT 1: an index probe each): a join let the plan
-// cached while ops.run_keys was small read the whole table on every batch once it had grown.
+// cached while ops.run_keys was small read the whole table on every batch once it had grown. A stored
+// run's tier comes from ops.event_tier (sql/012), which opens the partition of that run's day alone:
+// joined here, the cached plan started a scan of every day's partition on every batch. Only a new
+// run's status is used (a stored one's is NULL here).
 export const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
@@ -86,21 +89,19 @@ WITH input AS (
 ), by_key AS (
   SELECT run_id, provider, idempotency_key, body_sha256, status, 'live' AS tier, true AS created FROM inserted
   UNION ALL
-  SELECT k.run_id, q.provider, q.idempotency_key, k.body_sha256, r.status, coalesce(r.tier, 'audit'), false
+  SELECT k.run_id, q.provider, q.idempotency_key, k.body_sha256, NULL, ops.event_tier(k.run_id), false
   FROM (SELECT DISTINCT provider, idempotency_key FROM input) AS q
   CROSS JOIN LATERAL (
     SELECT run_id, body_sha256 FROM ops.run_keys WHERE provider = q.provider AND idempotency_key = q.idempotency_key LIMIT 1
   ) AS k
-  LEFT JOIN LATERAL (SELECT status, tier FROM ops.runs WHERE run_id = k.run_id LIMIT 1) AS r ON true
 ), by_body AS (
   SELECT run_id, provider, replay_sha256, body_sha256, status, 'live' AS tier FROM inserted WHERE replay_sha256 IS NOT NULL
   UNION ALL
-  SELECT k.run_id, q.provider, q.replay_sha256, k.body_sha256, r.status, coalesce(r.tier, 'audit')
+  SELECT k.run_id, q.provider, q.replay_sha256, k.body_sha256, NULL, ops.event_tier(k.run_id)
   FROM (SELECT DISTINCT provider, replay_sha256 FROM input WHERE replay_sha256 IS NOT NULL) AS q
   CROSS JOIN LATERAL (
     SELECT run_id, body_sha256 FROM ops.run_keys WHERE provider = q.provider AND replay_sha256 = q.replay_sha256 LIMIT 1
   ) AS k
-  LEFT JOIN LATERAL (SELECT status, tier FROM ops.runs WHERE run_id = k.run_id LIMIT 1) AS r ON true
 ), run AS (
   SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, coalesce(k.tier, b.tier) AS tier,
     d.delivery, d.payload, d.body_sha256, d.locked_by,
