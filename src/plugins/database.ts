@@ -55,10 +55,23 @@ export async function registerPool (fastify: FastifyInstance, options: {
   connectionString?: string
   /** Every transaction read-only (a replica refuses writes anyway; this says so on any server). */
   readOnly?: boolean
-  /** Awaited before a new connection serves its first query (pg-pool's onConnect). */
-  onConnect?: (client: pg.ClientBase) => Promise<void>
+  /**
+   * Fixed, prepared statements that touch the day partitions (ingest's, the worker's): each planned
+   * once per connection. Left to itself PostgreSQL plans such a statement again on every execution
+   * (a custom plan, pruned to the partitions of its parameters, looks cheaper than the generic one,
+   * which prunes when it starts): a fifth of the ingest statement's cost; 0.5 ms of each batch of
+   * outcomes with a month of partitions. A SET: PgBouncer refuses startup options.
+   */
+  genericPlans?: boolean
 }): Promise<pg.Pool> {
   const { config } = fastify
+  const onConnect = options.genericPlans === true
+    ? async (client: pg.ClientBase) => {
+      await client.query('SET plan_cache_mode = force_generic_plan').catch((err: Error) => {
+        fastify.log.warn({ err: { message: err.message } }, 'could not set plan_cache_mode')
+      })
+    }
+    : undefined
   await fastify.register(fastifyPostgres, {
     connectionString: options.connectionString ?? fastify.databaseUrl,
     ...(options.readOnly === true ? { options: '-c default_transaction_read_only=on' } : {}),
@@ -68,7 +81,7 @@ export async function registerPool (fastify: FastifyInstance, options: {
     max: options.max,
     application_name: options.applicationName,
     ...(options.name === undefined ? {} : { name: options.name }),
-    ...(options.onConnect === undefined ? {} : { onConnect: options.onConnect })
+    ...(onConnect === undefined ? {} : { onConnect })
   })
   const pool = options.name === undefined ? fastify.pg.pool : fastify.pg[options.name].pool
   pool.on('error', err => { fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection lost') })

@@ -148,14 +148,7 @@ export default fp(async function ingest (fastify) {
     name: 'ingest',
     max: 2 * fastify.config.ingestBatch.concurrency,
     applicationName: 'hookgate-ingest',
-    // The ingest statement is fixed and prepared: plan it once per connection. Left to itself
-    // PostgreSQL re-plans it on every execution (its custom plan looks cheaper than the generic one),
-    // about a fifth of its cost. A SET: PgBouncer refuses startup options.
-    onConnect: async client => {
-      await client.query('SET plan_cache_mode = force_generic_plan').catch((err: Error) => {
-        fastify.log.warn({ err: { message: err.message } }, 'could not set plan_cache_mode')
-      })
-    }
+    genericPlans: true
   })
   fastify.metrics.watchPool('ingest', pool)
   const maxPending = fastify.config.ingestBatch.maxPending

@@ -9,6 +9,7 @@ import {
   RUNS_CHANNEL, claimRuns, failExhaustedLeases, finishRuns, releaseRuns, renewLeases, type ClaimedRun, type Finished
 } from '../queue.js'
 import { createBatcher } from '../batcher.js'
+import { registerPool } from './database.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -68,7 +69,10 @@ export default fp(async function worker (fastify) {
     fastify.decorate('localWorker', null)
     return
   }
-  const { pool } = fastify.pg
+  // The queue's statements get connections of their own, each statement planned once (registerPool):
+  // a claim, a batch of outcomes, the heartbeat and the sweep of dead leases at once at most.
+  const pool = await registerPool(fastify, { name: 'worker', max: 4, applicationName: 'hookgate-worker', genericPlans: true })
+  fastify.metrics.watchPool('worker', pool)
   const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const destinations = await loadDestinations(config.destinations, config.env)
   const { concurrency, leaseMs, pollMs, lingerMs, maxAttempts } = config.worker
