@@ -35,7 +35,7 @@ export const ENV_SCHEMA = Type.Object({
   BODY_LIMIT_BYTES: Int({ minimum: 1, maximum: 104857600, default: 1048576, description: 'largest accepted body; larger is a 413' }),
   PUBLIC_BASE_URL: Type.Optional(Str({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'the origin senders post to (https://hooks.example.com): Twilio signs the URL it requested' })),
   TRUST_PROXY: Str({ pattern: '^(true|false|\\d+|[0-9a-fA-F.:/]+(\\s*,\\s*[0-9a-fA-F.:/]+)*)$', default: 'false', description: 'believe X-Forwarded-* from: true, a hop count (1), or addresses/CIDRs (10.0.0.0/8,127.0.0.1)' }),
-  DB_POOL_MAX: Int({ minimum: 1, maximum: 1000, default: 10, description: 'PostgreSQL connections per replica for audits, metrics, retention and admin (deliveries and the worker have their own)' }),
+  DB_POOL_MAX: Int({ minimum: 1, maximum: 1000, default: 10, description: 'PostgreSQL connections per replica for the worker, audits and admin (deliveries and outcomes have their own)' }),
   DB_CONNECT_TIMEOUT_MS: Int({ minimum: 100, default: 3000, description: 'waiting for a connection longer than this answers 503' }),
   DB_QUERY_TIMEOUT_MS: Int({ minimum: 100, default: 10000, description: 'statement timeout (server side, and client side + 1 s)' }),
   INGEST_BATCH_SIZE: Int({ minimum: 1, maximum: 1000, default: 100, description: 'group commit: at most this many deliveries stored by one statement' }),

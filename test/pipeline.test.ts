@@ -81,7 +81,7 @@ t.test('a claim statement in flight: ingest still claims new runs, which start w
   const done = async () => (await readFile(effects, 'utf8').catch(() => '')).trim().split('\n').filter(line => line.startsWith('done '))
 
   // The gateway's next claim statement is held until released (the database is real; only the call waits).
-  const pool = gateway.pg.worker.pool
+  const pool = gateway.pg.pool
   const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
   let claimStarted!: () => void
   const started = new Promise<void>(resolve => { claimStarted = resolve })

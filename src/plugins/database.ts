@@ -56,11 +56,12 @@ export async function registerPool (fastify: FastifyInstance, options: {
   /** Every transaction read-only (a replica refuses writes anyway; this says so on any server). */
   readOnly?: boolean
   /**
-   * Fixed, prepared statements that touch the day partitions (ingest's, the worker's): each planned
-   * once per connection. Left to itself PostgreSQL plans such a statement again on every execution
-   * (a custom plan, pruned to the partitions of its parameters, looks cheaper than the generic one,
-   * which prunes when it starts): a fifth of the ingest statement's cost; 0.5 ms of each batch of
-   * outcomes with a month of partitions. A SET: PgBouncer refuses startup options.
+   * Fixed, prepared statements that touch the day partitions (ingest's, the worker's outcomes'):
+   * each planned once per connection. Left to itself PostgreSQL plans such a statement again on every
+   * execution (a custom plan, pruned to the partitions of its parameters, looks cheaper than the
+   * generic one): a fifth of the ingest statement's cost; 0.5 ms of each batch of outcomes with a
+   * month of partitions. Not for every statement: the claim's generic plan is slower (plugins/worker.ts).
+   * A SET: PgBouncer refuses startup options.
    */
   genericPlans?: boolean
 }): Promise<pg.Pool> {

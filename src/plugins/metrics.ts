@@ -83,7 +83,7 @@ export default fp(async function metrics (fastify) {
   registry.registerMetric(new Gauge({ name: 'hookgate_queue_oldest_seconds', help: 'How long the oldest waiting run has been due.', registers: [], async collect () { this.set((await pending()).oldest) } }))
   registry.registerMetric(new Gauge({
     name: 'hookgate_db_pool_connections',
-    help: 'PostgreSQL connections by pool (main, ingest, worker, read) and state (total, idle, waiting clients).',
+    help: 'PostgreSQL connections by pool (main, ingest, outcomes, read) and state (total, idle, waiting clients).',
     labelNames: ['pool', 'state'],
     registers: [],
     collect () {

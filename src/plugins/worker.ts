@@ -69,10 +69,13 @@ export default fp(async function worker (fastify) {
     fastify.decorate('localWorker', null)
     return
   }
-  // The queue's statements get connections of their own, each statement planned once (registerPool):
-  // a claim, a batch of outcomes, the heartbeat and the sweep of dead leases at once at most.
-  const pool = await registerPool(fastify, { name: 'worker', max: 4, applicationName: 'hookgate-worker', genericPlans: true })
-  fastify.metrics.watchPool('worker', pool)
+  const { pool } = fastify.pg
+  // The batches of outcomes get a connection of their own, where their statement is planned once
+  // (registerPool): on the main pool PostgreSQL planned it again for every batch, 0.5 ms with a month
+  // of day partitions. The claim stays with PostgreSQL's choice: its generic plan drained a backlog
+  // at two thirds of the rate (docs/benchmarks.md).
+  const outcomes = await registerPool(fastify, { name: 'outcomes', max: 1, applicationName: 'hookgate-outcomes', genericPlans: true })
+  fastify.metrics.watchPool('outcomes', outcomes)
   const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const destinations = await loadDestinations(config.destinations, config.env)
   const { concurrency, leaseMs, pollMs, lingerMs, maxAttempts } = config.worker
@@ -96,7 +99,7 @@ export default fp(async function worker (fastify) {
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
-  const finishes = createBatcher<Finished, boolean>({ maxSize: FINISH_BATCH, concurrency: 1, lingerMs, run: async items => await finishRuns(pool, id, items) })
+  const finishes = createBatcher<Finished, boolean>({ maxSize: FINISH_BATCH, concurrency: 1, lingerMs, run: async items => await finishRuns(outcomes, id, items) })
   let heartbeat: NodeJS.Timeout | undefined
   let stopping = false
   // A wake that comes while the loop is claiming (a job ended, a NOTIFY) is kept for the next wait.
