@@ -510,7 +510,7 @@ async function commitFloor (database) {
       const id = `evt_floor_${randomBytes(12).toString('hex')}`
       const payload = JSON.stringify({ id, ...template })
       return `[["stripe",${JSON.stringify(id)},"payment_intent.succeeded",${payload},"${createHash('sha256').update(payload).digest('hex')}",` +
-        '{"content-type":"application/json"},{"request_id":"floor","client_ip":"127.0.0.1","body_bytes":1400},"received",null,null]]'
+        '{"content-type":"application/json"},{"request_id":"floor","client_ip":"127.0.0.1","body_bytes":1400},"received",null,null,true]]'
     }
     const statements = [
       { statement: 'a one-row insert of {"a":1}, committed', next: () => ({ name: 'floor-insert', text: 'INSERT INTO floor (data) VALUES ($1::jsonb)', values: ['{"a":1}'] }) },

@@ -51,8 +51,10 @@ declare module 'fastify' {
 // the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone),
 // an exception for each delivery whose key arrives with different signed bytes (a payload conflict;
 // none when retention removed the run: nothing is left to compare), and one NOTIFY that wakes the
-// workers (delivered at commit). Within a batch the first delivery of a key creates the run and the
-// others are its duplicates. A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
+// workers (delivered at commit). Within a batch the first delivery of a key (marked `first` by
+// batchParam) creates the run and the others are its duplicates: marked in the parameter, not found
+// by a window and a DISTINCT ON in the statement, whose sorts and aggregate PostgreSQL set up for
+// every batch (one delivery: 8 % of the statement's CPU). A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
 // whose key is new but whose signed bytes a run already holds is a duplicate of that run
 // ('replayed_body'). A run that this process's worker will take (plugins/worker.ts,
 // LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease ($2 ms) and its
@@ -68,10 +70,10 @@ export const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
     decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
-    decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by
+    decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by, (item->>10)::boolean AS first
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
 ), firsts AS (
-  SELECT DISTINCT ON (provider, idempotency_key) * FROM input ORDER BY provider, idempotency_key, ord
+  SELECT * FROM input WHERE first
 ), keyed AS (
   INSERT INTO ops.run_keys (provider, idempotency_key, body_sha256, replay_sha256)
   SELECT provider, idempotency_key, body_sha256, replay_sha256 FROM firsts ORDER BY provider, idempotency_key
@@ -90,7 +92,7 @@ WITH input AS (
   SELECT run_id, provider, idempotency_key, body_sha256, status, 'live' AS tier, true AS created FROM inserted
   UNION ALL
   SELECT k.run_id, q.provider, q.idempotency_key, k.body_sha256, NULL, ops.event_tier(k.run_id), false
-  FROM (SELECT DISTINCT provider, idempotency_key FROM input) AS q
+  FROM firsts AS q
   CROSS JOIN LATERAL (
     SELECT run_id, body_sha256 FROM ops.run_keys WHERE provider = q.provider AND idempotency_key = q.idempotency_key LIMIT 1
   ) AS k
@@ -105,7 +107,7 @@ WITH input AS (
 ), run AS (
   SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, coalesce(k.tier, b.tier) AS tier,
     d.delivery, d.payload, d.body_sha256, d.locked_by,
-    coalesce(k.created, false) AND d.ord = min(d.ord) OVER (PARTITION BY d.provider, d.idempotency_key) AS is_new,
+    coalesce(k.created, false) AND d.first AS is_new,
     k.run_id IS NULL AS replayed,
     d.body_sha256 <> coalesce(k.body_sha256, b.body_sha256) AS conflict
   FROM input d
@@ -134,11 +136,12 @@ SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
  * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker
- * or null), kept as the text before the payload, the payload's bytes and the text after it. The batch
- * is these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as
- * the JSON text it was validated as, copied once.
+ * or null, then whether it is its key's first in the batch), kept as the text before the payload, the
+ * payload's bytes and the text after it but for the last element, which batchParam adds. The batch is
+ * these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as the
+ * JSON text it was validated as, copied once. `key` tells two deliveries of one key apart.
  */
-interface Row { head: string, payload: Buffer, tail: string }
+interface Row { key: string, head: string, payload: Buffer, tail: string }
 interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
 
 export default fp(async function ingest (fastify) {
@@ -197,11 +200,12 @@ export default fp(async function ingest (fastify) {
     // A run to process here (a slot free, no backlog): stored claimed, handed over after the commit.
     const claimedBy = status === 'received' && fastify.localWorker?.canTake() === true ? fastify.localWorker : null
     const row: Row = {
+      key: `${provider}\n${idempotencyKey}`,
       head: `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},`,
       payload,
       tail: `,"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
         `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
-        `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}]`
+        `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}`
     }
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
@@ -228,11 +232,18 @@ export default fp(async function ingest (fastify) {
 /**
  * A batch's rows as one JSON array in jsonb's binary input form (a version byte, 1, then the JSON text):
  * a Buffer goes to PostgreSQL as a binary parameter, so the payloads are copied once, into this
- * buffer, instead of into each row's string, the batch's string and the protocol's buffer.
+ * buffer, instead of into each row's string, the batch's string and the protocol's buffer. Each row
+ * ends with whether it is the first of its key in this batch (the one that may create the run).
  */
 export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
+  const seen = new Set<string>()
+  const firsts = rows.map(row => {
+    if (seen.has(row.key)) return false
+    seen.add(row.key)
+    return true
+  })
   let size = 3 + Math.max(rows.length - 1, 0) // version byte, brackets, commas
-  for (const row of rows) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail)
+  for (const [i, row] of rows.entries()) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail) + (firsts[i] ? 6 : 7)
   const param = Buffer.allocUnsafe(size)
   param[0] = 1
   param[1] = 0x5b // [
@@ -242,6 +253,7 @@ export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
     at += param.write(row.head, at)
     at += row.payload.copy(param, at)
     at += param.write(row.tail, at)
+    at += param.write(firsts[i] ? ',true]' : ',false]', at)
   }
   param[at++] = 0x5d // ]
   return param
