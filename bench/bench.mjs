@@ -880,6 +880,7 @@ scenario named, 2026-11-25):
 | a delivery waiting for its commit holds no worker slot; a run handed over while every slot is busy waits in memory for the next (0951948, 02377d3; 2026-11-30, 200 connections, alternating with 43c29be, two runs each) | a handler that does nothing: 5,118–5,453 runs/s (0.16–0.17×), PostgreSQL 124–133 µs per run; 70 % of the runs stored for the claim loop and claimed by a statement of their own (pg_stat_statements: 629 claims for 42,924 runs) | 6,042–6,094 runs/s (0.19–0.20×), 92–94 µs; every run claimed by the statement that stores it |
 | a stored run's tier from \`ops.event_tier\` (PL/pgSQL, planned with the run id known: the partition of that run's day opened, for a duplicate only) instead of a join in the ingest statement, whose cached plan started an index scan of every day's partition on every batch; a day's partition without the check of its bounds (migration 012, 60f5f68; 2026-12-01, every database holding the 30 days of partitions one in service keeps, alternating with a8b8428, two runs each) | the ingest statement with one delivery, paced 1,000/s: PostgreSQL 589–713 µs (576–588 with a fresh database's 4 days); at 1,000/s PostgreSQL 236–244 µs per delivery for ingest, 344–361 with a handler that does nothing, p99 10.3–11.2 ms with it | 396–458 µs; 191 µs, 245–281, p99 8.3–9.2 ms |
 | the batches of outcomes on a connection of their own, where their statement keeps one generic plan (dc1d733; 2026-12-01, pg_stat_statements, paced 1,000/s with a handler that does nothing, a month of partitions) | the finish statement planned again for every batch: 345 calls, 345 plans, 172 ms of planning; 51 µs per delivery | 346 calls, no plan; 37 µs per delivery. The claim's generic plan is slower (a backlog of 40,000 runs: 5,541–5,837 runs/s against 8,367–10,001, PostgreSQL 163–169 µs per run against 77–95): it keeps PostgreSQL's choice |
+| a key's first delivery in a batch marked in the statement's parameter (batchParam) instead of found by a DISTINCT ON and a window in the statement, whose sorts and aggregates PostgreSQL set up for every batch (c453029; 2026-12-01, the floor table's statement alone, paced 1,000/s, a month of partitions, the two trees alternating, six pairs) | the ingest statement with one delivery: PostgreSQL 498–613 µs, 3.32× the same run's committed one-row insert (143–190 µs) | 408–490 µs, 2.72× (155–187 µs); at 1,000/s PostgreSQL 186–225 µs per delivery for ingest against 205–235, within the noise |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
@@ -919,11 +920,19 @@ share a commit (PostgreSQL 405–424 → 267–301 µs per delivery with a handl
 ingest statement with one delivery costs 450–524 µs against the floor's 137–202, and a 5 ms linger
 would be needed for batches of five.
 
-**Two workers.** Run of 2026-11-30: one worker drained the backlog at 8,314 runs/s using 47 µs of its
-own CPU and 98 µs of PostgreSQL's per run, 1.2 of this machine's 2 cores; two reached 9,114 (1.10×) at 54
-and 119 µs. 1.6× one worker's rate (13,300 runs/s) at the two-worker cost takes 13,300 × 173 µs = 2.3
-cores, more than the machine (2026-11-25: 1.20–1.40×, 1.8–2.2 cores needed). The 1.6× target needs
-PostgreSQL on cores of its own.
+**Two workers.** Run of 2026-12-01 05:26: one worker drained the backlog at 11,238 runs/s using 39 µs of
+its own CPU and 66 µs of PostgreSQL's per run, 1.18 of this machine's 2 cores; two reached 14,650 (1.30×)
+at 43 and 75 µs, 1.73 cores. 1.6× one worker's rate (17,981 runs/s) at the two-worker cost takes 17,981 ×
+118 µs = 2.1 cores, more than the machine (2026-11-30: 1.10×, 2.3 cores needed). One worker leaves a core
+partly idle because it alternates: it waits for its claim, then processes what the claim brought
+(pg_stat_statements, \`BENCH_ONLY=drain BENCH_PG_STATEMENTS=1\`: 316 claims of 127 runs, 4.2–4.5 ms each;
+the worker's own CPU about 5.3 ms a batch; 11.7 ms a cycle). A second worker fills those gaps until the
+cores are full; one worker that claimed its next batch while processing the last would fill them alone,
+and lower the ratio. The 1.6× target needs PostgreSQL on cores of its own. Until 216eb9c the
+benchmark's own wait for the end of the drain (a connection per poll, counting every open run: 50 ms of
+PostgreSQL a poll with a month of partitions) took about a third of a core from the workers while they
+drained: 1.19× in that run, 1.22× and 1.24× once it asked whether one open run was left, on one
+connection.
 
 **At a fixed rate.** The paced sender shows bare Fastify's own p99 at 4–5 ms. At 1,000 req/s most
 deliveries find the slot free and go alone: a one-row statement costs PostgreSQL ~450 µs (against
