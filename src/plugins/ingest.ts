@@ -53,12 +53,12 @@ declare module 'fastify' {
 // none when retention removed the run: nothing is left to compare), and one NOTIFY that wakes the
 // workers (delivered at commit). Within a batch the first delivery of a key (marked `first` by
 // batchParam) creates the run and the others are its duplicates: marked in the parameter, not found
-// by a window and a DISTINCT ON in the statement, whose sorts and aggregate PostgreSQL set up for
-// every batch (one delivery: 8 % of the statement's CPU). A delivery of a replay-guarded provider (ProviderDefinition.replayGuard)
-// whose key is new but whose signed bytes a run already holds is a duplicate of that run
-// ('replayed_body'). A run that this process's worker will take (plugins/worker.ts,
-// LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease ($2 ms) and its
-// `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
+// by a window and a DISTINCT ON in the statement, whose sorts and aggregates PostgreSQL set up for
+// every batch (with one delivery, 15 % of the statement's cost). A delivery of a replay-guarded
+// provider (ProviderDefinition.replayGuard) whose key is new but whose signed bytes a run already
+// holds is a duplicate of that run ('replayed_body'). A run that this process's worker will take
+// (plugins/worker.ts, LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease
+// ($2 ms) and its `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race). Keys already
 // stored are looked up one by one (LATERAL ... LIMIT 1: an index probe each): a join let the plan
@@ -139,7 +139,8 @@ SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake
  * or null, then whether it is its key's first in the batch), kept as the text before the payload, the
  * payload's bytes and the text after it but for the last element, which batchParam adds. The batch is
  * these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as the
- * JSON text it was validated as, copied once. `key` tells two deliveries of one key apart.
+ * JSON text it was validated as, copied once. `key` (provider and idempotency key) finds each key's
+ * first delivery in a batch.
  */
 interface Row { key: string, head: string, payload: Buffer, tail: string }
 interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
