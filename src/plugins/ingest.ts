@@ -54,11 +54,11 @@ declare module 'fastify' {
 // workers (delivered at commit). Within a batch the first delivery of a key (marked `first` by
 // batchParam) creates the run and the others are its duplicates: marked in the parameter, not found
 // by a window and a DISTINCT ON in the statement, whose sorts and aggregates PostgreSQL set up for
-// every batch (15 % of the statement's cost with one delivery, measured alone). A delivery of a
-// replay-guarded provider (ProviderDefinition.replayGuard) whose key is new but whose signed bytes a
-// run already holds is a duplicate of that run ('replayed_body'). A run that this process's worker
-// will take (plugins/worker.ts, LocalWorker) is inserted claimed: `processing`, attempt 1, the
-// worker's lease ($2 ms) and its `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
+// every batch, however small (docs/benchmarks.md, the lever table). A delivery of a replay-guarded
+// provider (ProviderDefinition.replayGuard) whose key is new but whose signed bytes a run already
+// holds is a duplicate of that run ('replayed_body'). A run that this process's worker will take
+// (plugins/worker.ts, LocalWorker) is inserted claimed: `processing`, attempt 1, the worker's lease
+// ($2 ms) and its `processing` event, and no NOTIFY. Keys are inserted in order so that two batches never wait on each other
 // in a cycle. The statement snapshot cannot see a run committed by a concurrent batch while this
 // INSERT waited on it: such a delivery gets no row and is sent again (a rare race). Keys already
 // stored are looked up one by one (LATERAL ... LIMIT 1: an index probe each): a join let the plan
