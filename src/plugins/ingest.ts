@@ -238,13 +238,13 @@ export default fp(async function ingest (fastify) {
  */
 export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
   const seen = new Set<string>()
-  const firsts = rows.map(row => {
-    if (seen.has(row.key)) return false
+  const ends = rows.map(row => {
+    if (seen.has(row.key)) return ',false]'
     seen.add(row.key)
-    return true
+    return ',true]'
   })
   let size = 3 + Math.max(rows.length - 1, 0) // version byte, brackets, commas
-  for (const [i, row] of rows.entries()) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail) + (firsts[i] ? 6 : 7)
+  for (const [i, row] of rows.entries()) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail) + ends[i].length
   const param = Buffer.allocUnsafe(size)
   param[0] = 1
   param[1] = 0x5b // [
@@ -254,7 +254,7 @@ export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
     at += param.write(row.head, at)
     at += row.payload.copy(param, at)
     at += param.write(row.tail, at)
-    at += param.write(firsts[i] ? ',true]' : ',false]', at)
+    at += param.write(ends[i], at)
   }
   param[at++] = 0x5d // ]
   return param
