@@ -108,3 +108,61 @@ t.test('a claim statement in flight: ingest still claims new runs, which start w
   await waitFor(async () => (await done()).length === 2, 'both runs to be processed')
   t.same((await done()).sort(), [`done ${queued.run_id}`, `done ${fresh.run_id}`].sort(), 'each once')
 })
+
+t.test('a backlog: one batch claimed ahead of the slots, leased while it waits, each run processed once', async t => {
+  const effects = join(await tempDir(t), 'effects.log')
+  process.env.EFFECTS_FILE = effects
+  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) ids.push((await deliverJob(ingestOnly, { id: `slow-${randomUUID()}`, type: 'slow', ms: 1200 })).json().run_id)
+  const lines = async () => (await readFile(effects, 'utf8').catch(() => '')).trim().split('\n').filter(line => line !== '')
+
+  // Two slots and a 300 ms lease (renewed every 100 ms): the runs claimed ahead wait longer than that.
+  const { app: worker } = await build(t, {
+    DATABASE_URL: databaseUrl, ROLE: 'worker', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_LEASE_MS: '300', WORKER_POLL_MS: '60000'
+  })
+  const held = async () => (await worker.pg.query(
+    "SELECT count(*)::int AS n FROM ops.runs WHERE status = 'processing' AND locked_by IS NOT NULL AND locked_until > now()")).rows[0].n
+  await waitFor(async () => (await lines()).length === 2, 'the first two runs to start')
+  await waitFor(async () => await held() === 4, 'two more runs claimed ahead while the first two run')
+  await new Promise(resolve => setTimeout(resolve, 400))
+  t.equal(await held(), 4, 'the two claimed ahead keep a live lease while they wait; no more are claimed')
+  t.equal((await lines()).length, 2, 'they wait for a slot: still two handlers started')
+
+  await waitFor(async () => (await worker.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE status = 'completed'")).rows[0].n === 5, 'the five runs to complete', 20_000)
+  const { rows: [attempts] } = await worker.pg.query('SELECT max(attempts)::int AS max FROM ops.runs')
+  t.equal(attempts.max, 1, 'none taken again: the leases of the runs waiting were renewed')
+  let running = 0
+  let most = 0
+  for (const line of await lines()) {
+    running += line.startsWith('start ') ? 1 : -1
+    most = Math.max(most, running)
+  }
+  t.equal(most, 2, 'never more handlers at once than slots')
+  const started = (await lines()).filter(line => line.startsWith('start ')).map(line => line.slice(6))
+  t.same(started.slice().sort(), ids.slice().sort(), 'each run started once')
+})
+
+t.test('runs claimed ahead are handed back at shutdown, never started', async t => {
+  const effects = join(await tempDir(t), 'effects.log')
+  process.env.EFFECTS_FILE = effects
+  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
+  for (let i = 0; i < 6; i++) await deliverJob(ingestOnly, { id: `slow-${randomUUID()}`, type: 'slow', ms: 30_000 })
+  const { app: worker } = await build(t, {
+    DATABASE_URL: databaseUrl, ROLE: 'worker', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_POLL_MS: '60000', SHUTDOWN_TIMEOUT_MS: '400'
+  })
+  const status = async () => Object.fromEntries((await ingestOnly.pg.query('SELECT status, count(*)::int AS n FROM ops.runs GROUP BY 1')).rows.map(r => [r.status, r.n]))
+  await waitFor(async () => (await status()).processing === 4, 'two runs started and two claimed ahead')
+  await worker.close()
+  t.same(await status(), { retrying: 4, received: 2 }, 'the four held are back in the queue at once; the two never claimed untouched')
+  const started = (await readFile(effects, 'utf8')).trim().split('\n').filter(line => line.startsWith('start '))
+  t.equal(started.length, 2, 'the two claimed ahead were never started')
+  const { rows: handedBack } = await ingestOnly.pg.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'retrying' AND data->>'error' = 'handed back: the worker shut down'")
+  t.equal(handedBack[0].n, 4)
+})

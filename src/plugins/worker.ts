@@ -90,12 +90,17 @@ export default fp(async function worker (fastify) {
   /** Slots: runs whose handler or forwarding is under way (at most `concurrency`). */
   let busy = 0
   /**
-   * The limit of the claim statement in flight: the slots it may fill, which runs handed over
-   * meanwhile do not start in (they wait for its answer). Ingest still claims meanwhile.
+   * The slots the claim statement in flight may fill (those free when it was sent), which runs
+   * handed over meanwhile do not start in (they wait for its answer). Ingest still claims meanwhile.
    */
   let claiming = 0
-  /** Runs claimed by ingest and handed over while every slot was busy: started first as slots free. */
+  /**
+   * Runs held for a slot, started in order as slots free: first the runs the claim loop claimed ahead
+   * of its slots (`claimedAhead` of them, at the head), then the runs ingest handed over while every
+   * slot was busy.
+   */
   const waiting: ClaimedRun[] = []
+  let claimedAhead = 0
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
@@ -115,32 +120,38 @@ export default fp(async function worker (fastify) {
     // eslint-disable-next-line no-unmodified-loop-condition -- set by onClose, between two turns of the loop
     while (!stopping) {
       wakeRequested = false
-      if (freeSlots() > 0) {
+      if (claimRoom() > 0) {
         try {
           // Leases expire after WORKER_LEASE_MS: sweeping once per poll interval is enough, not on every wake.
           if (Date.now() - lastSweep >= pollMs) {
             lastSweep = Date.now()
             await failExhaustedLeases(pool, maxAttempts)
           }
-          const free = freeSlots()
-          if (free > 0) {
+          const room = claimRoom()
+          if (room > 0) {
             // Runs that ingest hands over while the claim is in flight wait for its answer instead of
             // starting in the slots it may fill.
-            claiming = free
-            const claimed = await claimRuns(pool, id, free, leaseMs, maxAttempts).finally(() => { claiming = 0 })
-            // Fewer runs than free slots: the queue was empty at that moment, so a job that ends has no
+            claiming = Math.max(0, Math.min(room, freeSlots()))
+            const claimed = await claimRuns(pool, id, room, leaseMs, maxAttempts).finally(() => { claiming = 0 })
+            // Fewer runs than asked for: the queue was empty at that moment, so a job that ends has no
             // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
-            backlog = claimed.length === free
-            busy += claimed.length
-            for (const run of claimed) start(run)
+            backlog = claimed.length === room
+            // Held (their leases renewed) until a slot frees: after the runs claimed before them, before
+            // the runs ingest handed over meanwhile.
+            for (const run of claimed) held.add(run.run_id)
+            waiting.splice(claimedAhead, 0, ...claimed)
+            claimedAhead += claimed.length
           }
         } catch (err) {
+          // Tried again on the next wake or poll, not at once (no claim ahead while the database fails).
+          backlog = false
           log.warn({ err: { message: (err as Error).message } }, 'worker could not claim runs; trying again')
         }
         startWaiting()
       }
       await new Promise<void>(resolve => {
-        if (wakeRequested || stopping) { resolve(); return }
+        // A backlog with room to claim ahead (the claim came back full, its runs started): claim now.
+        if (wakeRequested || stopping || (backlog && claimRoom() > 0)) { resolve(); return }
         const timer = setTimeout(resolve, pollMs)
         wakeWaiting = () => { clearTimeout(timer); resolve() }
       })
@@ -151,11 +162,26 @@ export default fp(async function worker (fastify) {
   /**
    * Free slots: WORKER_CONCURRENCY runs processed at once. A run's slot is free again when its
    * handler returns, before its outcome is recorded; more outcomes waiting for their statement than
-   * one statement takes hold claims back (the database is behind). Runs handed over by ingest and
-   * waiting for a slot have them first.
+   * one statement takes hold claims back (the database is behind). Runs waiting for a slot (claimed
+   * ahead, or handed over by ingest) have them first.
    */
   function freeSlots (): number {
     return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waiting.length
+  }
+
+  /**
+   * How many runs the claim loop may claim now: the free slots; with a backlog (the last claim came
+   * back full), once the runs held are down to one batch, that batch's slots and one batch ahead of
+   * them. Then the next claim's round trip overlaps the processing of the runs before it instead of
+   * alternating with it: draining a backlog, one worker waited for each claim with nothing to do, a
+   * third of its time (docs/benchmarks.md, "Two workers"). graphile-worker's local queue claims ahead
+   * the same way; here the runs claimed ahead are leased and renewed like the others, handed back at
+   * shutdown and taken again after the lease if the process dies.
+   */
+  function claimRoom (): number {
+    if (!backlog) return freeSlots()
+    const inHand = busy + waiting.length
+    return finishes.pending >= FINISH_BATCH || inHand > concurrency ? 0 : 2 * concurrency - inHand
   }
 
   /** A claimed run (its slot already counted in `busy`) is processed, then its outcome recorded. */
@@ -169,6 +195,7 @@ export default fp(async function worker (fastify) {
     if (stopping) return
     while (waiting.length > 0 && busy + claiming < concurrency) {
       busy++
+      if (claimedAhead > 0) claimedAhead--
       start(waiting.shift() as ClaimedRun)
     }
   }
