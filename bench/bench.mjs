@@ -881,6 +881,7 @@ scenario named, 2026-11-25):
 | a stored run's tier from \`ops.event_tier\` (PL/pgSQL, planned with the run id known: the partition of that run's day opened, for a duplicate only) instead of a join in the ingest statement, whose cached plan started an index scan of every day's partition on every batch; a day's partition without the check of its bounds (migration 012, 60f5f68; 2026-12-01, every database holding the 30 days of partitions one in service keeps, alternating with a8b8428, two runs each) | the ingest statement with one delivery, paced 1,000/s: PostgreSQL 589–713 µs (576–588 with a fresh database's 4 days); at 1,000/s PostgreSQL 236–244 µs per delivery for ingest, 344–361 with a handler that does nothing, p99 10.3–11.2 ms with it | 396–458 µs; 191 µs, 245–281, p99 8.3–9.2 ms |
 | the batches of outcomes on a connection of their own, where their statement keeps one generic plan (dc1d733; 2026-12-01, pg_stat_statements, paced 1,000/s with a handler that does nothing, a month of partitions) | the finish statement planned again for every batch: 345 calls, 345 plans, 172 ms of planning; 51 µs per delivery | 346 calls, no plan; 37 µs per delivery. The claim's generic plan is slower (a backlog of 40,000 runs: 5,541–5,837 runs/s against 8,367–10,001, PostgreSQL 163–169 µs per run against 77–95): it keeps PostgreSQL's choice |
 | a key's first delivery in a batch marked in the statement's parameter (batchParam) instead of found by a DISTINCT ON and a window in the statement, whose sorts and aggregates PostgreSQL set up for every batch (c453029; 2026-12-01, the floor table's statement alone, paced 1,000/s, a month of partitions, the two trees alternating, six pairs) | the ingest statement with one delivery: PostgreSQL 498–613 µs, 3.32× the same run's committed one-row insert (143–190 µs) | 408–490 µs, 2.72× (155–187 µs), each run on a fresh cluster; with its WAL files made first, as the benchmark makes them, four pairs: 402–440 µs against 405–518, 3.07× the insert against 3.23× (133–147 µs against 130–148). The benchmark's own floor table (measured after the gateway's scenarios, once a run) tells the two apart less: 2.6–3.3× the insert in seven runs against 3.0–3.2× in four; at 1,000/s PostgreSQL 186–225 µs per delivery for ingest against 205–235, within the noise |
+| a worker with a backlog claims one batch ahead of its slots, so that the next claim's round trip overlaps the processing of the runs before it (8b78c11; 2026-12-01, \`BENCH_ONLY=drain\`, 40,000 runs, alternating with 3f57d29, five pairs) | one worker 10,771–11,479 runs/s; two 13,545–15,268 (1.19–1.33×) | one worker 12,298–13,056 runs/s (11,169–13,580 in ten runs that day); two 13,178–14,780 (1.04–1.18×): the same capacity, reached by one worker |
 
 Measured and left out: a narrow queue table beside \`ops.runs\` (so that a finish could be a HOT update
 of the wide row, \`fillfactor\` 80) was 4–8 % slower per run in pgbench on the statements alone (only 29 %
@@ -906,6 +907,24 @@ true })\` 4,781–5,863, \`process.stdout\` 5,029–5,082, a worker-thread trans
 log reader (it allocates 8.6 KB per 300-byte line while a write is in flight, flattening the pending
 buffer to measure it: sonic-boom's, 4.2.1 and 5.0.2).
 
+Also measured and left out (2026-12-01, the pipeline without a handler at 200 connections, alternating):
+no delivery log line at all (\`LOG_LEVEL=warn\`), three pairs: the server 115 / 109 / 108 µs per delivery
+against 117 / 106 / 112, within the noise; so the same for the log lines of one turn of the event loop
+handed to sonic-boom as one string (it flattens its pending buffer on every write: 4.15 → 2.65 µs per
+line alone; that write was 19 % of the gateway's sampled allocations at saturation);
+\`--max-semi-space-size=24\` and \`32\`: 0.21–0.26× and 0.19–0.25× against 0.22–0.28×, peak RSS with a
+destination 196–203 MB against 164–170; the gateway at \`nice -n -10\`: its event loop waited for a
+core 10–13 % of the time instead of 16–18 % and was blocked on PostgreSQL 19–24 % instead of 14–16 %
+(5,632–6,465 runs/s against 5,868–6,763): the three processes trade the same cores;
+\`INGEST_BATCH_SIZE=200\` and \`INGEST_BATCH_CONCURRENCY=2\`: 6,536 / 6,517 and 6,133 / 5,587 runs/s against
+6,277 / 6,747. The ingest statement left out altogether (a diagnostic: each delivery answered with a
+made-up run id once verified) made the server dearer, not cheaper: 154–155 µs per delivery against
+106–110, the load generator 66 against 38–39. Without the commit's wait to gather them the answers
+leave one by one, each write waking the load generator (\`writev\`, 27 % of the server's busy time).
+Run to run, the same tree's pipeline without a handler at 200 connections gave 0.19–0.28× of its run's
+ceiling in 16 runs that day; full runs with the same ingest code, 06:20, 07:06 and 07:50: 0.236×,
+0.214× and 0.220×.
+
 **PostgreSQL's CPU at 1,000 deliveries/s.** The floor table and the floor row measure, in the same run,
 what one commit costs on this machine. Run of 2026-11-30 14:41 (a slower day: bare Fastify 30,480 req/s,
 101 µs of server CPU per request at 1,000/s): a committed one-row insert paced at 1,000/s costs
@@ -920,15 +939,18 @@ share a commit (PostgreSQL 405–424 → 267–301 µs per delivery with a handl
 ingest statement with one delivery costs 450–524 µs against the floor's 137–202, and a 5 ms linger
 would be needed for batches of five.
 
-**Two workers.** Run of 2026-12-01 05:26: one worker drained the backlog at 11,238 runs/s using 39 µs of
-its own CPU and 66 µs of PostgreSQL's per run, 1.18 of this machine's 2 cores; two reached 14,650 (1.30×)
-at 43 and 75 µs, 1.73 cores. 1.6× one worker's rate (17,981 runs/s) at the two-worker cost takes 17,981 ×
-118 µs = 2.1 cores, more than the machine (2026-11-30: 1.10×, 2.3 cores needed). One worker leaves a core
-partly idle because it alternates: it waits for its claim, then processes what the claim brought
-(pg_stat_statements, \`BENCH_ONLY=drain BENCH_PG_STATEMENTS=1\`: 316 claims of 127 runs, 4.2–4.5 ms each;
-the worker's own CPU about 5.3 ms a batch; 11.7 ms a cycle). A second worker fills those gaps until the
-cores are full; one worker that claimed its next batch while processing the last would fill them alone,
-and lower the ratio. The 1.6× target needs PostgreSQL on cores of its own. Until 216eb9c the
+**Two workers.** One worker draining a backlog used to alternate: it waited for its claim, then processed
+what the claim brought (pg_stat_statements, \`BENCH_ONLY=drain BENCH_PG_STATEMENTS=1\`, run of 2026-12-01 05:26:
+316 claims of 127 runs, 4.2–4.5 ms each; the worker's own CPU about 5.3 ms a batch; 11.7 ms a cycle),
+1.18 of the 2 cores busy, and a second worker filled the gaps: 11,238 runs/s for one, 14,650 (1.30×) for
+two. Since 8b78c11 a worker with a backlog claims one batch ahead of its slots (once the runs it holds
+are down to one batch), and the claim's round trip overlaps the processing of the runs before it: 254
+claims of 157 runs on average, 5.6 ms each, for 40,000 runs. Alternating with 3f57d29 (five pairs,
+2026-12-01): one worker 12,298–13,056 runs/s against 10,771–11,479; two workers 13,178–14,780 against
+13,545–15,268, the same: one worker now takes what the second used to fill, and the ratio falls
+(1.04–1.18× against 1.19–1.33×). Two workers cost 117–138 µs per run (the workers 44–47, PostgreSQL
+73–93): 1.6× one worker's 12,600 runs/s is 20,200 runs/s, 2.4 cores at the least, more than the
+machine. The 1.6× target needs PostgreSQL on cores of its own. Until 216eb9c the
 benchmark's own wait for the end of the drain (a connection per poll, counting every open run: 50 ms of
 PostgreSQL a poll with a month of partitions) took about a third of a core from the workers while they
 drained: 1.19× in that run, 1.22× and 1.24× once it asked whether one open run was left, on one
