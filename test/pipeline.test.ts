@@ -5,6 +5,39 @@ import t from 'tap'
 import { build, freshDatabase, stripeDelivery, stripeEvent, tempDir } from './helper.js'
 import { deliverJob, jobsProviderDir, waitFor, JOBS_KEY } from './jobs.js'
 
+type Test = Parameters<typeof tempDir>[0]
+
+/** An effects file (test/fixtures/jobs-provider.mjs) for the in-process workers of one test, and its lines. */
+async function effectsFile (t: Test): Promise<() => Promise<string[]>> {
+  const effects = join(await tempDir(t), 'effects.log')
+  process.env.EFFECTS_FILE = effects
+  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  return async () => (await readFile(effects, 'utf8').catch(() => '')).split('\n').filter(line => line !== '')
+}
+
+/** The most handlers that ran at once, from the effects' `start` and `done` lines. */
+function mostAtOnce (lines: readonly string[]): number {
+  let running = 0
+  let most = 0
+  for (const line of lines) {
+    running += line.startsWith('start ') ? 1 : -1
+    most = Math.max(most, running)
+  }
+  return most
+}
+
+/** A backlog: `count` slow runs stored by an ingest-only replica, for a worker built on the same database. */
+async function slowBacklog (t: Test, count: number, ms: number) {
+  const databaseUrl = await freshDatabase(t)
+  const providersDir = await jobsProviderDir(t)
+  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
+  const ids: string[] = []
+  for (let i = 0; i < count; i++) ids.push((await deliverJob(ingestOnly, { id: `slow-${randomUUID()}`, type: 'slow', ms })).json().run_id)
+  const worker = async (env: Record<string, string>) =>
+    (await build(t, { DATABASE_URL: databaseUrl, ROLE: 'worker', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_POLL_MS: '60000', ...env })).app
+  return { ingestOnly, ids, worker }
+}
+
 // Issue 14: a run with nothing to do is completed by the statement that stores it.
 
 t.test('no handler and no destination: completed at ingest, in the same commit as the 2xx', async t => {
@@ -33,9 +66,7 @@ t.test('an ingest-only replica cannot know the workers\' destinations: it leaves
 })
 
 t.test('more deliveries in flight than WORKER_CONCURRENCY: each run claimed by the statement that stores it, slots never exceeded', async t => {
-  const effects = join(await tempDir(t), 'effects.log')
-  process.env.EFFECTS_FILE = effects
-  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  const lines = await effectsFile(t)
   // Two slots, a 300 ms lease renewed every 100 ms, and no claim loop to speak of (a poll a minute).
   const { app } = await build(t, {
     ROLE: 'all', PROVIDERS_DIR: await jobsProviderDir(t), JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_LEASE_MS: '300', WORKER_POLL_MS: '60000'
@@ -61,24 +92,16 @@ t.test('more deliveries in flight than WORKER_CONCURRENCY: each run claimed by t
     t.equal(history[1].at.getTime(), history[0].at.getTime(), 'claimed by the statement that stored it')
   }
   // Never more handlers at once than slots, and both slots used.
-  let running = 0
-  let most = 0
-  for (const line of (await readFile(effects, 'utf8')).trim().split('\n')) {
-    running += line.startsWith('start ') ? 1 : -1
-    most = Math.max(most, running)
-  }
-  t.equal(most, 2, 'at most WORKER_CONCURRENCY handlers at once, and that many')
+  t.equal(mostAtOnce(await lines()), 2, 'at most WORKER_CONCURRENCY handlers at once, and that many')
 })
 
 t.test('a claim statement in flight: ingest still claims new runs, which start when the claim has answered', async t => {
-  const effects = join(await tempDir(t), 'effects.log')
-  process.env.EFFECTS_FILE = effects
-  t.teardown(() => { delete process.env.EFFECTS_FILE })
+  const lines = await effectsFile(t)
   const databaseUrl = await freshDatabase(t)
   const providersDir = await jobsProviderDir(t)
   const { app: gateway } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'all', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_POLL_MS: '60000' })
   const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
-  const done = async () => (await readFile(effects, 'utf8').catch(() => '')).trim().split('\n').filter(line => line.startsWith('done '))
+  const done = async () => (await lines()).filter(line => line.startsWith('done '))
 
   // The gateway's next claim statement is held until released (the database is real; only the call waits).
   const pool = gateway.pg.pool
@@ -110,20 +133,10 @@ t.test('a claim statement in flight: ingest still claims new runs, which start w
 })
 
 t.test('a backlog: one batch claimed ahead of the slots, leased while it waits, each run processed once', async t => {
-  const effects = join(await tempDir(t), 'effects.log')
-  process.env.EFFECTS_FILE = effects
-  t.teardown(() => { delete process.env.EFFECTS_FILE })
-  const databaseUrl = await freshDatabase(t)
-  const providersDir = await jobsProviderDir(t)
-  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
-  const ids: string[] = []
-  for (let i = 0; i < 5; i++) ids.push((await deliverJob(ingestOnly, { id: `slow-${randomUUID()}`, type: 'slow', ms: 1200 })).json().run_id)
-  const lines = async () => (await readFile(effects, 'utf8').catch(() => '')).trim().split('\n').filter(line => line !== '')
-
+  const lines = await effectsFile(t)
+  const { ids, worker: startWorker } = await slowBacklog(t, 5, 1200)
   // Two slots and a 300 ms lease (renewed every 100 ms): the runs claimed ahead wait longer than that.
-  const { app: worker } = await build(t, {
-    DATABASE_URL: databaseUrl, ROLE: 'worker', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_LEASE_MS: '300', WORKER_POLL_MS: '60000'
-  })
+  const worker = await startWorker({ WORKER_LEASE_MS: '300' })
   const held = async () => (await worker.pg.query(
     "SELECT count(*)::int AS n FROM ops.runs WHERE status = 'processing' AND locked_by IS NOT NULL AND locked_until > now()")).rows[0].n
   await waitFor(async () => (await lines()).length === 2, 'the first two runs to start')
@@ -135,34 +148,20 @@ t.test('a backlog: one batch claimed ahead of the slots, leased while it waits, 
   await waitFor(async () => (await worker.pg.query("SELECT count(*)::int AS n FROM ops.runs WHERE status = 'completed'")).rows[0].n === 5, 'the five runs to complete', 20_000)
   const { rows: [attempts] } = await worker.pg.query('SELECT max(attempts)::int AS max FROM ops.runs')
   t.equal(attempts.max, 1, 'none taken again: the leases of the runs waiting were renewed')
-  let running = 0
-  let most = 0
-  for (const line of await lines()) {
-    running += line.startsWith('start ') ? 1 : -1
-    most = Math.max(most, running)
-  }
-  t.equal(most, 2, 'never more handlers at once than slots')
+  t.equal(mostAtOnce(await lines()), 2, 'never more handlers at once than slots')
   const started = (await lines()).filter(line => line.startsWith('start ')).map(line => line.slice(6))
-  t.same(started.slice().sort(), ids.slice().sort(), 'each run started once')
+  t.same(started.sort(), ids.slice().sort(), 'each run started once')
 })
 
 t.test('runs claimed ahead are handed back at shutdown, never started', async t => {
-  const effects = join(await tempDir(t), 'effects.log')
-  process.env.EFFECTS_FILE = effects
-  t.teardown(() => { delete process.env.EFFECTS_FILE })
-  const databaseUrl = await freshDatabase(t)
-  const providersDir = await jobsProviderDir(t)
-  const { app: ingestOnly } = await build(t, { DATABASE_URL: databaseUrl, ROLE: 'ingest', PROVIDERS_DIR: providersDir, JOBS_KEY })
-  for (let i = 0; i < 6; i++) await deliverJob(ingestOnly, { id: `slow-${randomUUID()}`, type: 'slow', ms: 30_000 })
-  const { app: worker } = await build(t, {
-    DATABASE_URL: databaseUrl, ROLE: 'worker', PROVIDERS_DIR: providersDir, JOBS_KEY, WORKER_CONCURRENCY: '2', WORKER_POLL_MS: '60000', SHUTDOWN_TIMEOUT_MS: '400'
-  })
+  const lines = await effectsFile(t)
+  const { ingestOnly, worker: startWorker } = await slowBacklog(t, 6, 30_000)
+  const worker = await startWorker({ SHUTDOWN_TIMEOUT_MS: '400' })
   const status = async () => Object.fromEntries((await ingestOnly.pg.query('SELECT status, count(*)::int AS n FROM ops.runs GROUP BY 1')).rows.map(r => [r.status, r.n]))
   await waitFor(async () => (await status()).processing === 4, 'two runs started and two claimed ahead')
   await worker.close()
   t.same(await status(), { retrying: 4, received: 2 }, 'the four held are back in the queue at once; the two never claimed untouched')
-  const started = (await readFile(effects, 'utf8')).trim().split('\n').filter(line => line.startsWith('start '))
-  t.equal(started.length, 2, 'the two claimed ahead were never started')
-  const { rows: handedBack } = await ingestOnly.pg.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'retrying' AND data->>'error' = 'handed back: the worker shut down'")
-  t.equal(handedBack[0].n, 4)
+  t.equal((await lines()).filter(line => line.startsWith('start ')).length, 2, 'the two claimed ahead were never started')
+  const { rows: [handedBack] } = await ingestOnly.pg.query("SELECT count(*)::int AS n FROM ops.run_events WHERE type = 'retrying' AND data->>'error' = 'handed back: the worker shut down'")
+  t.equal(handedBack.n, 4, 'each with its hand-back event')
 })
