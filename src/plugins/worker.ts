@@ -95,12 +95,12 @@ export default fp(async function worker (fastify) {
    */
   let claiming = 0
   /**
-   * Runs held for a slot, started in order as slots free: first the runs the claim loop claimed ahead
-   * of its slots (`claimedAhead` of them, at the head), then the runs ingest handed over while every
-   * slot was busy.
+   * Runs held for a slot, started in order as slots free: first those the claim loop claimed (ahead of
+   * its slots, with a backlog), then those ingest handed over while every slot was busy.
    */
-  const waiting: ClaimedRun[] = []
-  let claimedAhead = 0
+  const claimed: ClaimedRun[] = []
+  const handedOver: ClaimedRun[] = []
+  const waitingCount = (): number => claimed.length + handedOver.length
   /** The runs this worker holds, renewed together by one heartbeat. */
   const held = new Set<string>()
   // Attempts that end at the same moment are recorded by one statement (group commit, src/batcher.ts).
@@ -132,15 +132,14 @@ export default fp(async function worker (fastify) {
             // Runs that ingest hands over while the claim is in flight wait for its answer instead of
             // starting in the slots it may fill.
             claiming = Math.max(0, Math.min(room, freeSlots()))
-            const claimed = await claimRuns(pool, id, room, leaseMs, maxAttempts).finally(() => { claiming = 0 })
+            const runs = await claimRuns(pool, id, room, leaseMs, maxAttempts).finally(() => { claiming = 0 })
             // Fewer runs than asked for: the queue was empty at that moment, so a job that ends has no
             // reason to claim again (an empty claim per run at moderate rates); NOTIFY or the poll will.
-            backlog = claimed.length === room
+            backlog = runs.length === room
             // Held (their leases renewed) until a slot frees: after the runs claimed before them, before
             // the runs ingest handed over meanwhile.
-            for (const run of claimed) held.add(run.run_id)
-            waiting.splice(claimedAhead, 0, ...claimed)
-            claimedAhead += claimed.length
+            for (const run of runs) held.add(run.run_id)
+            claimed.push(...runs)
           }
         } catch (err) {
           // Tried again on the next wake or poll, not at once (no claim ahead while the database fails).
@@ -166,7 +165,7 @@ export default fp(async function worker (fastify) {
    * ahead, or handed over by ingest) have them first.
    */
   function freeSlots (): number {
-    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waiting.length
+    return finishes.pending >= FINISH_BATCH ? 0 : concurrency - busy - waitingCount()
   }
 
   /**
@@ -180,7 +179,7 @@ export default fp(async function worker (fastify) {
    */
   function claimRoom (): number {
     if (!backlog) return freeSlots()
-    const inHand = busy + waiting.length
+    const inHand = busy + waitingCount()
     return finishes.pending >= FINISH_BATCH || inHand > concurrency ? 0 : 2 * concurrency - inHand
   }
 
@@ -190,13 +189,12 @@ export default fp(async function worker (fastify) {
     active.add(job)
   }
 
-  /** Slots free: the runs handed over by ingest that wait for them (not when shutting down: handed back). */
+  /** Slots free: the runs that wait for them, those claimed first (not when shutting down: handed back). */
   function startWaiting (): void {
     if (stopping) return
-    while (waiting.length > 0 && busy + claiming < concurrency) {
+    while (waitingCount() > 0 && busy + claiming < concurrency) {
       busy++
-      if (claimedAhead > 0) claimedAhead--
-      start(waiting.shift() as ClaimedRun)
+      start((claimed.shift() ?? handedOver.shift()) as ClaimedRun)
     }
   }
 
@@ -214,7 +212,7 @@ export default fp(async function worker (fastify) {
     },
     take (run: ClaimedRun) {
       held.add(run.run_id)
-      waiting.push(run)
+      handedOver.push(run)
       // After the answer is on its way: a handler's synchronous work does not delay the 2xx.
       setImmediate(startWaiting)
     }
