@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
-import { headerValue, type VerifyResult } from './signatures.js'
+import { headerValue, sha256, type VerifyResult } from './signatures.js'
 import type { Handler } from './outcomes.js'
 
 /**
@@ -44,6 +44,13 @@ export interface ProviderDefinition<Event = any> {
    * bytes and the event type (a sender that may send one body for two event types).
    */
   replayGuard?: 'body' | 'body+type'
+  /**
+   * What the signature covers, canonical, where that is not the raw bytes (Twilio signs its form
+   * parameters sorted and joined, so reordered pairs or an appended `&=` verify alike): two deliveries
+   * whose signed content is the same are the same content, for payload conflicts and the replay
+   * guard. Default: the raw bytes. Only called on verified bytes.
+   */
+  signedContent?: (raw: Buffer, form: boolean) => Buffer
   /** A protocol handshake answered at once and not stored as a run (Slack's url_verification). */
   handshake?: (event: Event) => unknown
   /** The provider's own event id and type. Only called on a verified, parsed body. */
@@ -72,6 +79,8 @@ export interface Identity {
   eventType?: unknown
   /** Recorded, but nothing to process (a SePay outgoing transfer): the run is stored as `ignored`. */
   ignored?: boolean
+  /** The key is there but cannot be trusted (a key parameter sent twice): a 400 with this reason. */
+  refuse?: string
 }
 
 /** A provider as enabled at boot: its definition, its secrets and tolerance. Carried in the route config. */
@@ -142,7 +151,8 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
   const handshake = definition.handshake?.(event)
   if (handshake !== undefined) return await this.answerHandshake(request, reply, handshake)
 
-  const { idempotencyKey, eventType, ignored } = definition.identify(event, request.headers, raw)
+  const { idempotencyKey, eventType, ignored, refuse } = definition.identify(event, request.headers, raw)
+  if (refuse !== undefined) return await this.rejectDelivery(request, reply, 400, refuse)
   const key = eventKey(idempotencyKey)
   // Never a made-up key: an event without its provider's id cannot be deduplicated.
   if (key === undefined) return await this.rejectDelivery(request, reply, 400, 'missing_event_id')
@@ -157,6 +167,7 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     status: ignored === true ? 'ignored' : this.nothingToDo(definition.name, type) ? 'completed' : 'received',
     raw,
     payload,
+    contentHash: definition.signedContent === undefined ? undefined : sha256(definition.signedContent(raw, form)),
     replayGuard: definition.replayGuard,
     event
   })

@@ -126,8 +126,11 @@ t.test('an exception is resolved from the console with a note, and who decided i
   await browser.signIn()
   const page = await browser.request('GET', `/console/runs/${run.run_id as string}`)
   t.match(page.body, 'payload_conflict')
-  t.match(page.body, /<span class="diff">\s*&quot;amount&quot;: 1,?<\/span>/, 'the differing line is marked')
+  t.match(page.body, /1 conflicting deliveries; 1 distinct bodies kept/, 'the run page counts the conflict')
+  t.notMatch(page.body, /<span class="diff">/, 'and lists its copy as an excerpt, not side by side')
   const exceptionId = /action="\/console\/exceptions\/([0-9a-f-]{36})\/resolve"/.exec(page.body)?.[1] ?? ''
+  const compared = await browser.request('GET', `/console/exceptions/${exceptionId}`)
+  t.match(compared.body, /<span class="diff">\s*&quot;amount&quot;: 1,?<\/span>/, 'the exception page marks the differing line')
   const resolved = await browser.request('POST', `/console/exceptions/${exceptionId}/resolve`, { _csrf: browser.csrf(page.body), action: 'close', note: 'the second delivery was a test' })
   t.equal(resolved.statusCode, 303)
   const { rows: [exception] } = await app.pg.query('SELECT status, resolution, closed_by, note FROM ops.exceptions WHERE exception_id = $1', [exceptionId])

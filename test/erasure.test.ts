@@ -30,6 +30,7 @@ t.test('erasure by a JSON path value or a key: payloads erased, hashes, times, o
   t.same(answer.json().erased.sort(), [done.run_id, waiting.run_id].sort(), 'the runs of cus_A')
   t.same(answer.json().processing, [busy.run_id], 'a run being processed is left alone and listed')
   t.equal(answer.json().more, false)
+  t.equal(answer.json().scanned, 4, 'by path: the runs read')
 
   const erased = await run(done.run_id)
   t.same(erased.payload, { erased: true })
@@ -42,9 +43,9 @@ t.test('erasure by a JSON path value or a key: payloads erased, hashes, times, o
   t.match(await run(busy.run_id), { status: 'processing', payload: { data: { object: { customer: 'cus_A' } } } })
 
   const { rows: [exception] } = await app.pg.query('SELECT details FROM ops.exceptions WHERE run_id = $1', [done.run_id])
-  t.notOk('payload' in exception.details, 'the conflicting payload is gone from the exception')
-  t.equal(exception.details.payload_erased, true)
-  t.match(exception.details.body_sha256, /^[0-9a-f]{64}$/, 'its hash stays')
+  t.notOk('payload' in exception.details.copies[0], 'the conflicting payload is gone from the exception')
+  t.equal(exception.details.copies[0].payload_erased, true)
+  t.match(exception.details.copies[0].body_sha256, /^[0-9a-f]{64}$/, 'its hash stays')
 
   const { rows: history } = await app.pg.query('SELECT type, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [done.run_id])
   t.same(history.map(e => e.type), ['received', 'payload_conflict', 'erased'], 'the history is kept, the erasure appended')
@@ -59,10 +60,10 @@ t.test('erasure by a JSON path value or a key: payloads erased, hashes, times, o
 
   t.same(await deliver(waitingEvent), { status: 'duplicate', run_id: waiting.run_id }, 'a redelivery of the same bytes is still a duplicate')
   const again = (await admin({ provider: 'stripe', path: ['data', 'object', 'customer'], value: 'cus_A' })).json()
-  t.same(again, { erased: [], processing: [busy.run_id], more: false }, 'erased runs are not erased twice')
+  t.same(again, { erased: [], processing: [busy.run_id], scanned: 4, next_cursor: null, more: false }, 'erased runs are not erased twice')
 
   const byKey = (await admin({ provider: 'stripe', idempotency_key: otherEvent.id, limit: 1 })).json()
-  t.same(byKey, { erased: [other.run_id], processing: [], more: true }, 'by key; `more` when the limit is reached')
+  t.same(byKey, { erased: [other.run_id], processing: [], scanned: 0, next_cursor: other.run_id, more: true }, 'by key; `more` when the limit is reached')
   const { rows: [keyEvent] } = await app.pg.query("SELECT data FROM ops.run_events WHERE run_id = $1 AND type = 'erased'", [other.run_id])
   t.same(keyEvent.data.matched, { idempotency_key: otherEvent.id })
 
@@ -74,4 +75,57 @@ t.test('erasure by a JSON path value or a key: payloads erased, hashes, times, o
   ]) t.equal((await admin(body)).statusCode, 400, `refused: ${JSON.stringify(body)}`)
   t.equal((await admin({ provider: 'Stripe!', idempotency_key: 'x' })).statusCode, 400, 'a provider name out of pattern')
   t.equal((await admin({ provider: 'stripe', idempotency_key: 'x' }, 'wrong-token-0123456789')).statusCode, 401)
+})
+
+t.test('erasure leaves no copy behind: last error, history, exceptions; a redelivery keeps no body', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const email = 'jon.doe@example.com'
+  const event = stripeEvent({ data: { object: { id: 'pi_9', object: 'payment_intent', customer: 'cus_Z', receipt_email: email } } })
+  const { run_id: runId } = (await app.inject(stripeDelivery(event))).json() as { run_id: string }
+  // What a destination and a handler echoed of the payload (the worker's finish writes these).
+  await app.pg.query('UPDATE ops.runs SET status = \'failed\', completed_at = now(), last_error = $2 WHERE run_id = $1', [runId, `destination crm answered 400: {"error":"${email} exists"}`])
+  await app.pg.query('INSERT INTO ops.run_events (run_id, type, data, tier) VALUES ($1, \'retrying\', $2::jsonb, \'live\'), ($1, \'exception\', $3::jsonb, \'live\')',
+    [runId, JSON.stringify({ attempt: 1, error: `destination crm answered 400: {"error":"${email} exists"}` }), JSON.stringify({ attempt: 2, reason: `sor said: ${email} is closed` })])
+  await app.pg.query('INSERT INTO ops.exceptions (run_id, reason, details) VALUES ($1, \'destination_conflict\', $2::jsonb)',
+    [runId, JSON.stringify({ destination: 'crm', status: 409, response: `{"conflict":"${email}"}` })])
+  t.equal((await app.inject(stripeDelivery({ ...event, extra: email }))).json().status, 'conflict', 'a conflicting copy holds the e-mail too')
+
+  const answer = await app.inject({ method: 'POST', url: '/admin/erasure', headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, payload: { provider: 'stripe', idempotency_key: event.id as string } })
+  t.same(answer.json().erased, [runId])
+  const leaks = async () => (await app.pg.query(`SELECT
+      (SELECT count(*)::int FROM ops.runs WHERE run_id = $1 AND (payload::text || coalesce(last_error, '')) LIKE $2) AS runs,
+      (SELECT count(*)::int FROM ops.run_events WHERE run_id = $1 AND data::text LIKE $2) AS events,
+      (SELECT count(*)::int FROM ops.exceptions WHERE run_id = $1 AND details::text LIKE $2) AS exceptions`, [runId, `%${email}%`])).rows[0]
+  t.same(await leaks(), { runs: 0, events: 0, exceptions: 0 }, 'the e-mail is nowhere in the run, its history or its exceptions')
+  const { rows: [run] } = await app.pg.query('SELECT last_error FROM ops.runs WHERE run_id = $1', [runId])
+  t.equal(run.last_error, 'destination crm answered 400: [erased]', 'what happened is kept, what was echoed is not')
+  const { rows: [destination] } = await app.pg.query("SELECT details FROM ops.exceptions WHERE run_id = $1 AND reason = 'destination_conflict'", [runId])
+  t.same(destination.details, { destination: 'crm', status: 409, details_erased: true })
+
+  // Redeliveries after the erasure: the same bytes (a duplicate), and other bytes (a conflict): no body kept.
+  t.equal((await app.inject(stripeDelivery(event))).json().status, 'duplicate')
+  t.equal((await app.inject(stripeDelivery({ ...event, again: email }))).json().status, 'conflict')
+  t.same(await leaks(), { runs: 0, events: 0, exceptions: 0 }, 'a redelivery of an erased key brings no copy back')
+  const { rows: [conflict] } = await app.pg.query("SELECT details FROM ops.exceptions WHERE run_id = $1 AND reason = 'payload_conflict'", [runId])
+  t.equal(conflict.details.deliveries, 2, 'the conflicting deliveries are still counted')
+})
+
+t.test('erasure by path goes page by page: bounded calls, a cursor, every match found', async t => {
+  const { app } = await build(t, { ADMIN_TOKEN })
+  const ids: string[] = []
+  for (let i = 0; i < 25; i++) {
+    const event = stripeEvent({ data: { object: { id: `pi_${i}`, customer: i % 5 === 0 ? 'cus_P' : `cus_${i}` } } })
+    ids.push((await app.inject(stripeDelivery(event))).json().run_id)
+  }
+  const erased: string[] = []
+  let cursor: string | undefined
+  let calls = 0
+  do {
+    const answer = (await app.inject({ method: 'POST', url: '/admin/erasure', headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, payload: { provider: 'stripe', path: ['data', 'object', 'customer'], value: 'cus_P', scan: 7, ...(cursor === undefined ? {} : { cursor }) } })).json()
+    t.ok(answer.scanned <= 7, `call ${++calls}: ${answer.scanned as number} runs read, no more than asked`)
+    erased.push(...answer.erased)
+    cursor = answer.next_cursor ?? undefined
+  } while (cursor !== undefined && calls < 10)
+  t.equal(calls, 4, '25 runs, 7 a call')
+  t.same(erased.sort(), ids.filter((_, i) => i % 5 === 0).sort(), 'every run of cus_P, once')
 })

@@ -15,20 +15,23 @@ function deferred<T> (): { promise: Promise<T>, resolve: (value: T) => void } {
 tap.test('a batch as one jsonb parameter: the version byte, then the rows as one JSON array', async t => {
   const rows = [
     // A header kept as Node reads it (latin1 'Ã©' for the UTF-8 of 'é'), multi-byte text around the payload.
-    { key: 'stripe\nevt_1', head: '["stripe","evt_1","x",', payload: Buffer.from('{"content":"Chuyển khoản 🎉"}'), tail: ',"ab",{"x-note":"cafÃ©"},null' },
-    { key: 'stripe\nevt_2', head: '["stripe","evt_2",null,', payload: Buffer.from('{}'), tail: ',"cd",{},"ç"' },
-    { key: 'stripe\nevt_1', head: '["stripe","evt_1","x",', payload: Buffer.from('{"b":2}'), tail: ',"ef",{},null' }
+    { key: 'stripe\nevt_1', bodyHash: 'ab', head: '["stripe","evt_1","x",', payload: Buffer.from('{"content":"Chuyển khoản 🎉"}'), tail: ',"ab",{"x-note":"cafÃ©"},null' },
+    { key: 'stripe\nevt_2', bodyHash: 'cd', head: '["stripe","evt_2",null,', payload: Buffer.from('{}'), tail: ',"cd",{},"ç"' },
+    { key: 'stripe\nevt_1', bodyHash: 'ef', head: '["stripe","evt_1","x",', payload: Buffer.from('{"b":2}'), tail: ',"ef",{},null' },
+    { key: 'stripe\nevt_1', bodyHash: 'ef', head: '["stripe","evt_1","x",', payload: Buffer.from('{"b":2}'), tail: ',"ef",{},null' }
   ]
   const param = batchParam(rows)
   t.equal(param[0], 1, 'jsonb binary format, version 1')
   t.same(JSON.parse(param.subarray(1).toString()), [
-    ['stripe', 'evt_1', 'x', { content: 'Chuyển khoản 🎉' }, 'ab', { 'x-note': 'cafÃ©' }, null, true],
-    ['stripe', 'evt_2', null, {}, 'cd', {}, 'ç', true],
-    ['stripe', 'evt_1', 'x', { b: 2 }, 'ef', {}, null, false]
-  ], 'each row ends with whether it is the first of its key in the batch')
-  t.equal(param.length, 1 + Buffer.byteLength(`[${rows.map((r, i) => r.head + r.payload.toString() + r.tail + (i < 2 ? ',true]' : ',false]')).join(',')}]`), 'sized exactly: no byte left unwritten')
+    ['stripe', 'evt_1', 'x', { content: 'Chuyển khoản 🎉' }, 'ab', { 'x-note': 'cafÃ©' }, null, true, true],
+    ['stripe', 'evt_2', null, {}, 'cd', {}, 'ç', true, true],
+    ['stripe', 'evt_1', 'x', { b: 2 }, 'ef', {}, null, true, false],
+    ['stripe', 'evt_1', 'x', { b: 2 }, 'ef', {}, null, false, false]
+  ], 'each row ends with whether it is the first of its key and body in the batch, then of its key')
+  const ends = [',true,true]', ',true,true]', ',true,false]', ',false,false]']
+  t.equal(param.length, 1 + Buffer.byteLength(`[${rows.map((r, i) => r.head + r.payload.toString() + r.tail + ends[i]).join(',')}]`), 'sized exactly: no byte left unwritten')
   t.same(JSON.parse(batchParam([]).subarray(1).toString()), [], 'no rows: an empty array')
-  t.same(JSON.parse(batchParam([rows[2]]).subarray(1).toString())[0][7], true, 'a batch of its own (a split batch): the first of its key')
+  t.same(JSON.parse(batchParam([rows[3]]).subarray(1).toString())[0].slice(7), [true, true], 'a batch of its own (a split batch): the first of its key and body')
 })
 
 tap.test('the batcher', async t => {

@@ -116,7 +116,7 @@ t.test('processing: handler outcomes, destinations, payload conflicts, replay an
     t.equal(second.statusCode, 200, 'committed: the sender must not retry it')
     t.same(second.json(), { status: 'conflict', run_id: first.run_id })
     const { rows: [exception] } = await app.pg.query("SELECT reason, details FROM ops.exceptions WHERE run_id = $1 AND reason = 'payload_conflict'", [first.run_id])
-    t.same(exception.details.payload, { id: key, type: 'unhandled', amount: 90 }, 'the conflicting payload is kept for the reviewer')
+    t.same(exception.details.copies[0].payload, { id: key, type: 'unhandled', amount: 90 }, 'the conflicting payload is kept for the reviewer')
     t.same((await deliverJob(app, { id: key, type: 'unhandled', amount: 100 })).json().status, 'duplicate', 'the same bytes again are a plain duplicate')
   })
 

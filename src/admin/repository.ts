@@ -12,7 +12,11 @@ import type { Exception, Run, RunDetail, RunFilter } from './schemas.js'
  */
 export interface AdminRepository {
   listRuns: (filter: Static<typeof RunFilter>) => Promise<{ runs: Array<Static<typeof Run>>, next_cursor: string | null }>
-  /** The run with its payload, stored headers, history and exceptions; undefined if there is none. */
+  /**
+   * The run with its payload, stored headers, history (its first EVENTS_SHOWN.first and last
+   * EVENTS_SHOWN.last events, and how many there are) and exceptions (conflicting copies as
+   * excerpts); undefined if there is none.
+   */
   getRun: (runId: string) => Promise<Static<typeof RunDetail> | undefined>
   /** Requeues a run from its stored payload: `processing` while an attempt runs, `not_found` if there is none. */
   replayRun: (runId: string, decision: Decision) => Promise<'requeued' | 'processing' | 'not_found'>
@@ -21,15 +25,18 @@ export interface AdminRepository {
    * Erases the payloads of one provider's runs that match a key, or a value at a JSON path (a
    * customer's data), keeping the audit facts: hashes, times, outcome, history. An `erased` run
    * event records who, why and what matched (the value as its hash). Runs not processed yet end as
-   * `ignored`; runs being processed are left alone and listed.
+   * `ignored`; runs being processed are left alone and listed. By path, one call reads a page of
+   * `scan` runs after `cursor` (bounded time whatever the table holds); `next_cursor` goes on.
    */
-  eraseRuns: (request: Erasure) => Promise<{ erased: string[], processing: string[], more: boolean }>
+  eraseRuns: (request: Erasure) => Promise<{ erased: string[], processing: string[], scanned: number, next_cursor: string | null, more: boolean }>
   /** The console's overview: the queue, the review queue, and the runs received in the last `hours`, per `bucketSeconds`. */
   overview: (hours: number, bucketSeconds: number) => Promise<Overview>
   /** Deliveries that made no run (refusals, handshakes) in the last `hours`, by provider, reason and client. */
   refusals: (hours: number) => Promise<Array<{ provider: string, type: string, reason: string | null, client_ip: string | null, count: number, last: string }>>
   /** The run holding an idempotency key, whichever of `providers` it came from (ops.run_keys: one index lookup each). */
   findRunByKey: (providers: readonly string[], idempotencyKey: string) => Promise<string | undefined>
+  /** One kept copy of a payload conflict, whole, by its body hash; undefined if there is none. */
+  exceptionCopy: (exceptionId: string, bodySha256: string) => Promise<{ body_sha256: string, payload?: unknown, delivery?: unknown, payload_erased?: boolean } | undefined>
   /** One exception, by its id (a list of none or one). */
   listExceptionsOf: (exceptionId: string) => Promise<{ exceptions: Array<Static<typeof Exception>> }>
   /** How many runs a bulk retry with this filter would take (failed and exception runs only). */
@@ -90,17 +97,28 @@ export interface Overview {
   /** Per bucket of the period (0: the latest): new runs by provider, and the other outcomes of deliveries (refused, duplicate, conflict or replay). */
   buckets: Array<{ bucket: number, series: string, count: number }>
 }
-export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string })
+export type Erasure = Decision & { provider: string, limit: number } & ({ idempotencyKey: string } | { path: string[], value: string, cursor?: string, scan: number })
 
 /** The erased payload: what a handler, the admin API and the console see from then on. */
 export const ERASED = { erased: true }
 
+// $1 provider, $2 key or null, $3 path or null, $4 value, $5 the erased payload, $6 limit, $7 by, $8 note,
+// $9 what matched, $10 the run id the scan starts after (by path), $11 runs scanned at most (by path).
+// By key: the key's run (an index lookup). By path: the next $11 runs in run id order, of every
+// provider, are read (a page, never the whole table: an erasure by path is bounded whatever the table
+// holds, and `next_cursor` says where to go on). Of each erased run, besides the payload and headers:
+// what another party echoed in its last error, its history and its exceptions (a destination's
+// answer, a conflicting copy), and its key is marked erased so that no later delivery keeps a body.
 const ERASE = `
-WITH target AS (
-  SELECT run_id, status FROM ops.runs
-  WHERE provider = $1 AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2)) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
-    AND status <> 'processing' AND payload <> $5::jsonb
-  ORDER BY received_at
+WITH page AS (
+  SELECT run_id FROM ops.runs WHERE $3::text[] IS NOT NULL AND ($10::uuid IS NULL OR run_id > $10) ORDER BY run_id LIMIT $11
+), candidates AS (
+  SELECT run_id, status, payload FROM ops.runs
+  WHERE provider = $1 AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2))
+    AND ($3::text[] IS NULL OR (run_id IN (SELECT run_id FROM page) AND payload #>> $3::text[] = $4))
+), target AS (
+  SELECT run_id, status FROM ops.runs WHERE run_id IN (SELECT run_id FROM candidates WHERE status <> 'processing' AND payload <> $5::jsonb)
+  ORDER BY run_id
   LIMIT $6
   FOR UPDATE
 ), erased AS (
@@ -108,21 +126,33 @@ WITH target AS (
   SET payload = $5::jsonb, headers = '{}'::jsonb,
       status = CASE WHEN r.status IN ('received', 'retrying') THEN 'ignored' ELSE r.status END,
       completed_at = CASE WHEN r.status IN ('received', 'retrying') THEN now() ELSE r.completed_at END,
-      last_error = CASE WHEN r.status IN ('received', 'retrying') THEN 'payload erased before it was processed' ELSE r.last_error END
+      last_error = CASE WHEN r.status IN ('received', 'retrying') THEN 'payload erased before it was processed' ELSE ops.without_echo(r.last_error) END
   FROM target t
   WHERE r.run_id = t.run_id
-  RETURNING r.run_id, t.status AS was, r.tier
-), conflicts AS (
-  UPDATE ops.exceptions e SET details = (e.details - 'payload') || '{"payload_erased": true}'::jsonb
-  FROM erased WHERE e.run_id = erased.run_id AND e.details ? 'payload'
+  RETURNING r.run_id, r.provider, r.idempotency_key, t.status AS was, r.tier
+), keys AS (
+  UPDATE ops.run_keys k SET erased = true FROM erased WHERE k.provider = erased.provider AND k.idempotency_key = erased.idempotency_key
+), exceptions AS (
+  UPDATE ops.exceptions e SET details = CASE
+    WHEN jsonb_typeof(e.details->'copies') = 'array' THEN jsonb_set(e.details, '{copies}', (
+      SELECT coalesce(jsonb_agg((c - 'payload') || '{"payload_erased": true}'::jsonb ORDER BY n), '[]')
+      FROM jsonb_array_elements(e.details->'copies') WITH ORDINALITY AS x (c, n)))
+    ELSE (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(e.details) AS d (k, v) WHERE k IN ('destination', 'status'))
+      || '{"details_erased": true}'::jsonb END
+  FROM erased WHERE e.run_id = erased.run_id
+), history AS (
+  UPDATE ops.run_events h SET data = h.data || jsonb_strip_nulls(jsonb_build_object(
+      'error', ops.without_echo(h.data->>'error'), 'reason', ops.without_echo(h.data->>'reason')))
+  FROM erased WHERE h.run_id = erased.run_id AND (h.data ? 'error' OR h.data ? 'reason')
 ), logged AS (
   INSERT INTO ops.run_events (run_id, type, data, tier)
   SELECT run_id, 'erased', jsonb_build_object('by', $7::text, 'note', $8::text, 'status_before', was, 'matched', $9::jsonb), tier FROM erased
-), busy AS (
-  SELECT run_id FROM ops.runs
-  WHERE provider = $1 AND status = 'processing' AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2)) AND ($3::text[] IS NULL OR payload #>> $3::text[] = $4)
 )
-SELECT (SELECT coalesce(array_agg(run_id), '{}') FROM erased) AS erased, (SELECT coalesce(array_agg(run_id), '{}') FROM busy) AS processing`
+SELECT (SELECT coalesce(array_agg(run_id ORDER BY run_id), '{}') FROM erased) AS erased,
+  (SELECT coalesce(array_agg(run_id ORDER BY run_id), '{}') FROM candidates WHERE status = 'processing') AS processing,
+  (SELECT count(*)::int FROM page) AS scanned,
+  CASE WHEN (SELECT count(*) FROM erased) = $6 THEN (SELECT run_id FROM erased ORDER BY run_id DESC LIMIT 1)
+    WHEN (SELECT count(*) FROM page) = $11 THEN (SELECT run_id FROM page ORDER BY run_id DESC LIMIT 1) END AS next_cursor`
 
 const LIST_RUNS = `
 SELECT run_id, provider, idempotency_key, event_type, status, attempts, received_at, started_at, completed_at, next_attempt_at, last_error
@@ -133,10 +163,31 @@ WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR status = $2) 
 ORDER BY received_at DESC, run_id DESC
 LIMIT $7`
 
+/** Characters of a conflicting copy shown in a list or a run page; the whole copy has its own call. */
+export const EXCERPT_CHARS = 2000
+
+// An exception as lists and run pages show it: a payload conflict's copies as their hash, size and an
+// excerpt (each copy whole from exceptionCopy), so a page never carries the payloads themselves.
 const EXCEPTIONS = `
-SELECT e.exception_id, e.run_id, r.provider, r.event_type, e.reason, e.details, e.status, e.created_at,
-       e.closed_at, e.closed_by, e.resolution, e.note
+SELECT e.exception_id, e.run_id, r.provider, r.event_type, e.reason, e.status, e.created_at,
+       e.closed_at, e.closed_by, e.resolution, e.note,
+       CASE WHEN jsonb_typeof(e.details->'copies') = 'array' THEN jsonb_set(e.details, '{copies}', (
+         SELECT coalesce(jsonb_agg((c - 'payload') || CASE WHEN c ? 'payload' THEN jsonb_build_object(
+           'bytes', octet_length((c->'payload')::text), 'excerpt', left((c->'payload')::text, ${EXCERPT_CHARS})) ELSE '{}' END ORDER BY n), '[]')
+         FROM jsonb_array_elements(e.details->'copies') WITH ORDINALITY AS x (c, n)))
+       ELSE e.details END AS details
 FROM ops.exceptions e JOIN ops.runs r USING (run_id)`
+
+/** Events of a run shown at most: the first and the latest (a flood of repeats is counted, not listed). */
+export const EVENTS_SHOWN = { first: 100, last: 400 }
+
+const RUN_EVENTS = `
+WITH history AS (SELECT id, type, at, data FROM ops.run_events WHERE run_id = $1)
+SELECT type, at, data, (SELECT count(*)::int FROM history) AS total FROM (
+  (SELECT * FROM history ORDER BY id LIMIT ${EVENTS_SHOWN.first})
+  UNION
+  (SELECT * FROM history ORDER BY id DESC LIMIT ${EVENTS_SHOWN.last})
+) AS shown ORDER BY id`
 
 /** A run that stopped on an exception ends when the exception is closed or dismissed (completed or ignored). */
 const END_RUN = `
@@ -160,11 +211,12 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
     async getRun (runId) {
       const { rows: [run] } = await reads.query('SELECT * FROM ops.runs WHERE run_id = $1', [runId])
       if (run === undefined) return undefined
-      const [{ rows: events }, { rows: exceptions }] = await Promise.all([
-        reads.query('SELECT type, at, data FROM ops.run_events WHERE run_id = $1 ORDER BY id', [runId]),
+      const [{ rows: shown }, { rows: exceptions }] = await Promise.all([
+        reads.query<{ type: string, at: string, data: unknown, total: number }>(RUN_EVENTS, [runId]),
         reads.query(`${EXCEPTIONS} WHERE e.run_id = $1 ORDER BY e.created_at`, [runId])
       ])
-      return { ...run, events, exceptions }
+      const events = shown.map(({ total: _total, ...event }) => event)
+      return { ...run, events, events_total: shown[0]?.total ?? 0, exceptions }
     },
 
     async replayRun (runId, decision) {
@@ -213,6 +265,13 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
       return row?.run_id
     },
 
+    async exceptionCopy (exceptionId, bodySha256) {
+      const { rows: [row] } = await reads.query<{ copy: { body_sha256: string, payload?: unknown, delivery?: unknown, payload_erased?: boolean } | null }>(
+        `SELECT (SELECT c FROM jsonb_array_elements(details->'copies') AS c WHERE c->>'body_sha256' = $2 LIMIT 1) AS copy
+         FROM ops.exceptions WHERE exception_id = $1`, [exceptionId, bodySha256])
+      return row?.copy ?? undefined
+    },
+
     async listExceptionsOf (exceptionId) {
       const { rows } = await reads.query(`${EXCEPTIONS} WHERE e.exception_id = $1`, [exceptionId])
       return { exceptions: rows }
@@ -240,11 +299,12 @@ export function adminRepository (pool: pg.Pool, reads: pg.Pool = pool): AdminRep
       const byKey = 'idempotencyKey' in request
       // What matched is audited without the data itself: a value is kept as its hash.
       const matched = byKey ? { idempotency_key: request.idempotencyKey } : { path: request.path, value_sha256: sha256(Buffer.from(request.value)).toString('hex') }
-      const { rows: [row] } = await pool.query<{ erased: string[], processing: string[] }>(ERASE, [
+      const { rows: [row] } = await pool.query<{ erased: string[], processing: string[], scanned: number, next_cursor: string | null }>(ERASE, [
         request.provider, byKey ? request.idempotencyKey : null, byKey ? null : request.path, byKey ? null : request.value,
-        JSON.stringify(ERASED), request.limit, request.by, request.note ?? null, JSON.stringify(matched)
+        JSON.stringify(ERASED), request.limit, request.by, request.note ?? null, JSON.stringify(matched),
+        byKey ? null : request.cursor ?? null, byKey ? 0 : request.scan
       ])
-      return { ...row, more: row.erased.length === request.limit }
+      return { ...row, more: row.next_cursor !== null }
     },
 
     // One transaction: the exception closes, the run follows (requeued, completed or ignored), both audited.

@@ -67,9 +67,12 @@ export const RunDetail = Type.Object({
   tier: Type.String({ description: 'where retention keeps it: live (in the partition of its day), held (kept past its day for review), legacy (stored before migration 011)' }),
   payload: Type.Unknown(),
   headers: Type.Unknown(),
-  events: Type.Array(RunEvent),
-  exceptions: Type.Array(Exception)
+  events: Type.Array(RunEvent, { description: 'the first 100 and the latest 400 events of its history, in order' }),
+  events_total: Type.Integer({ description: 'how many events its history holds' }),
+  exceptions: Type.Array(Exception, { description: "a payload conflict's copies as body_sha256, bytes and excerpt: each whole from /exceptions/{id}/copies/{sha256}" })
 })
+export const CopyParams = Type.Object({ exceptionId: Type.String({ format: 'uuid' }), sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) })
+export const ConflictCopy = Type.Object({ body_sha256: Type.String(), payload: Type.Optional(Type.Unknown()), delivery: Type.Optional(Type.Unknown()), payload_erased: Type.Optional(Type.Boolean()) })
 export const Resolution = Type.Object({ ...decision, action: Type.Union([Type.Literal('retry'), Type.Literal('close')]) }, { additionalProperties: false })
 export const ErasureRequest = Type.Object({
   provider: Type.String({ pattern: NAME_PATTERN }),
@@ -77,10 +80,14 @@ export const ErasureRequest = Type.Object({
   path: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 16, description: 'a JSON path in the payload: ["data", "object", "customer"]' })),
   value: Type.Optional(Type.String({ maxLength: 1000, description: 'erase every payload whose value at `path` is this (text)' })),
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500, description: 'runs erased by this call at most; `more` says whether to call again' }),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'by path: next_cursor of the previous call (the scan goes on after it)' })),
+  scan: Type.Integer({ minimum: 1, maximum: 200000, default: 50000, description: 'by path: runs (of every provider, in run id order) read by this call at most' }),
   ...decision
 }, { additionalProperties: false })
 export const ErasureResult = Type.Object({
   erased: Type.Array(Type.String({ format: 'uuid' })),
   processing: Type.Array(Type.String({ format: 'uuid' }), { description: 'matching runs being processed now, left alone: call again once their attempt ends' }),
-  more: Type.Boolean()
+  scanned: Type.Integer({ description: 'by path: runs read by this call' }),
+  next_cursor: Nullable(Type.String({ format: 'uuid', description: 'call again with this cursor to go on; null: done' })),
+  more: Type.Boolean({ description: 'next_cursor is not null' })
 })

@@ -6,7 +6,7 @@ import { Type } from 'typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { constantTimeEqual } from '../signatures.js'
 import {
-  Decision, ErasureRequest, ErasureResult, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
+  ConflictCopy, CopyParams, Decision, ErasureRequest, ErasureResult, Exception, ExceptionParams, ExceptionStatus, Failure, Nullable, Resolution, Run, RunDetail, RunFilter, RunParams, page
 } from '../admin/schemas.js'
 
 /**
@@ -95,13 +95,13 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
       response: { 200: ErasureResult, 400: Failure }
     }
   }, async (request, reply) => {
-    const { provider, idempotency_key: idempotencyKey, path, value, limit, note, by = 'admin' } = request.body
+    const { provider, idempotency_key: idempotencyKey, path, value, limit, cursor, scan, note, by = 'admin' } = request.body
     if ((idempotencyKey === undefined) === (path === undefined && value === undefined) || (path === undefined) !== (value === undefined)) {
       return await reply.code(400).send({ error: 'bad_request', message: 'give either idempotency_key, or path and value' })
     }
     return await repository.eraseRuns(idempotencyKey !== undefined
       ? { provider, idempotencyKey, limit, note, by }
-      : { provider, path: path as string[], value: value as string, limit, note, by })
+      : { provider, path: path as string[], value: value as string, cursor, scan, limit, note, by })
   })
 
   fastify.get('/exceptions', {
@@ -111,6 +111,17 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
       response: { 200: Type.Object({ exceptions: Type.Array(Exception), next_cursor: Nullable(Type.String()) }) }
     }
   }, async request => await repository.listExceptions(request.query.status, request.query.cursor, request.query.limit))
+
+  fastify.get('/exceptions/:exceptionId/copies/:sha256', {
+    schema: {
+      summary: "One conflicting delivery's payload kept by a payload-conflict exception, whole",
+      params: CopyParams,
+      response: { 200: ConflictCopy, 404: Failure }
+    }
+  }, async (request, reply) => {
+    const copy = await repository.exceptionCopy(request.params.exceptionId, request.params.sha256)
+    return copy ?? await reply.code(404).send({ error: 'not_found', message: 'no such copy' })
+  })
 
   fastify.post('/exceptions/:exceptionId/resolve', {
     schema: {

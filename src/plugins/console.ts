@@ -8,6 +8,10 @@ import { constantTimeEqual } from '../signatures.js'
 import { RUN_STATUSES } from '../queue.js'
 import { HttpError } from '../errors.js'
 import { html, STYLESHEET, type Html } from '../console/html.js'
+import { EVENTS_SHOWN } from '../admin/repository.js'
+
+/** Characters of a run's payload a page shows; the admin API has the whole. */
+const PAYLOAD_SHOWN_CHARS = 262_144
 import type { RetryFilter } from '../admin/repository.js'
 
 declare module '@fastify/secure-session' {
@@ -179,7 +183,9 @@ ${next === null ? '' : html`<p><a href="/console/runs?${keep.toString()}${keep.s
     const run = /^[0-9a-f-]{36}$/.test(request.params.runId) ? await repository.getRun(request.params.runId) : undefined
     if (run === undefined) return page(reply, 'No such run', html`<p>No run ${request.params.runId}.</p>`, 404)
     const done = { replayed: 'Replay requested: the run is queued again.', resolved: 'Exception resolved.', dismissed: 'Exception dismissed.', busy: 'The run is being processed: try again when its attempt ends.' }[request.query.done ?? '']
-    const payload = JSON.stringify(run.payload, null, 2)
+    const whole = JSON.stringify(run.payload, null, 2)
+    // A page carries at most PAYLOAD_SHOWN_CHARS of the payload; the whole is in the admin API.
+    const payload = whole.length > PAYLOAD_SHOWN_CHARS ? `${whole.slice(0, PAYLOAD_SHOWN_CHARS)}\n…` : whole
     return page(reply, `Run ${run.idempotency_key}`, html`${done === undefined ? '' : html`<p class="flash" role="status">${done}</p>`}
 <table><tbody>
 <tr><th>run id</th><td>${run.run_id}</td></tr><tr><th>provider</th><td>${run.provider}</td></tr>
@@ -191,28 +197,41 @@ ${next === null ? '' : html`<p><a href="/console/runs?${keep.toString()}${keep.s
 <form method="post" action="/console/runs/${run.run_id}/replay">${csrfField(reply)}
 <label>Note <input name="note" maxlength="2000"></label><button>Replay</button></form>
 <h2>History</h2>
+${run.events_total > run.events.length ? html`<p>${run.events_total} events: the first ${EVENTS_SHOWN.first} and the latest ${EVENTS_SHOWN.last} are shown.</p>` : ''}
 <table><thead><tr><th>at</th><th>event</th><th>details</th></tr></thead><tbody>
 ${run.events.map(e => html`<tr><td>${when(e.at)}</td><td>${e.type}</td><td><code>${JSON.stringify(e.data)}</code></td></tr>`)}
 </tbody></table>
-${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.map(e => exceptionBlock(reply, e as ExceptionRow, payload))}`}
-<h2>Payload</h2><details open><summary>${payload.length} characters</summary><pre>${payload}</pre></details>
+${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.map(e => exceptionBlock(reply, e as ExceptionRow))}`}
+<h2>Payload</h2><details open><summary>${whole.length} characters${payload === whole ? '' : html`, the first ${PAYLOAD_SHOWN_CHARS} shown (the whole payload: <code>GET /admin/runs/${run.run_id}</code>)`}</summary><pre>${payload}</pre></details>
 <h2>Headers</h2><details><summary>stored headers (credentials and signatures are never stored)</summary><pre>${JSON.stringify(run.headers, null, 2)}</pre></details>`)
   })
 
   interface ExceptionRow { exception_id: string, reason: string, status: string, details: unknown, created_at: string, closed_at: string | null, closed_by: string | null, resolution: string | null, note: string | null }
 
-  /** One exception: what conflicted (two payloads side by side, differing lines marked), and the decision forms. */
-  function exceptionBlock (reply: FastifyReply, e: ExceptionRow, runPayload: string): Html {
+  interface Copy { body_sha256: string, bytes?: number, excerpt?: string, payload_erased?: boolean, delivery?: { client_ip?: string, request_id?: string } }
+
+  /**
+   * One exception and its decision forms. A payload conflict: how many deliveries conflicted, each kept
+   * copy as its hash, size and excerpt, and `compare` (the exception's own page) one copy side by side
+   * with the stored payload, the differing lines marked: a page holds one conflicting copy at most.
+   */
+  function exceptionBlock (reply: FastifyReply, e: ExceptionRow, compare?: { stored: string, copy: Copy, whole: string }): Html {
     const details = (e.details ?? {}) as Record<string, unknown>
-    const conflicting = 'payload' in details ? JSON.stringify(details.payload, null, 2) : undefined
+    const copies = Array.isArray(details.copies) ? details.copies as Copy[] : undefined
     const side = (text: string, other: string): Html => {
       const others = new Set(other.split('\n'))
       return html`<pre>${text.split('\n').map(line => others.has(line) ? html`${line}\n` : html`<span class="diff">${line}</span>\n`)}</pre>`
     }
+    const copyList = (list: Copy[]): Html => html`<p>${String(details.deliveries ?? list.length)} conflicting deliveries; ${list.length} distinct bodies kept${Number(details.uncopied) > 0 ? html`, ${String(details.uncopied)} more not kept` : ''}.</p>
+<table><thead><tr><th>body sha256</th><th>size</th><th>from</th><th>excerpt</th></tr></thead><tbody>
+${list.map(c => html`<tr><td><a href="/console/exceptions/${e.exception_id}?copy=${c.body_sha256}">${c.body_sha256.slice(0, 12)}…</a></td><td>${c.payload_erased === true ? 'erased' : `${String(c.bytes ?? 0)} bytes`}</td><td>${c.delivery?.client_ip ?? ''}</td><td><code>${c.excerpt ?? ''}</code></td></tr>`)}
+</tbody></table>`
     return html`<section><h3>${e.reason} · <span class="status-${e.status}">${e.status}</span> · ${when(e.created_at)}</h3>
-${conflicting === undefined
+${copies === undefined
   ? html`<pre>${JSON.stringify(details, null, 2)}</pre>`
-  : html`<div class="side"><div><h4>stored payload</h4>${side(runPayload, conflicting)}</div><div><h4>the other delivery's payload</h4>${side(conflicting, runPayload)}</div></div>`}
+  : html`${copyList(copies)}${compare === undefined
+    ? html`<p><a href="/console/exceptions/${e.exception_id}">Compare with the stored payload</a></p>`
+    : html`<div class="side"><div><h4>stored payload</h4>${side(compare.stored, compare.whole)}</div><div><h4>the other delivery's payload (${compare.copy.body_sha256.slice(0, 12)}…)</h4>${side(compare.whole, compare.stored)}</div></div>`}`}
 ${e.status === 'open'
   ? html`<form method="post" action="/console/exceptions/${e.exception_id}/resolve">${csrfField(reply)}
 <label>Note <input name="note" maxlength="2000"></label>
@@ -286,14 +305,21 @@ ${count === 0
     return await reply.code(303).header('location', `/console/runs?queued=${requeued}&over=${Math.ceil(seconds)}`).send()
   })
 
-  fastify.get<{ Params: { exceptionId: string } }>('/exceptions/:exceptionId', async (request, reply) => {
+  fastify.get<{ Params: { exceptionId: string }, Querystring: { copy?: string } }>('/exceptions/:exceptionId', async (request, reply) => {
     const exceptionId = uuid(request.params.exceptionId)
     const { exceptions } = await repository.listExceptionsOf(exceptionId)
-    const exception = exceptions[0]
+    const exception = exceptions[0] as (ExceptionRow & { run_id: string, provider: string, event_type: string | null }) | undefined
     if (exception === undefined) return page(reply, 'No such exception', html`<p>No exception ${exceptionId}.</p>`, 404)
     const run = await repository.getRun(exception.run_id)
+    // One copy compared at a time: the one asked for, else the first kept.
+    const copies = (exception.details as { copies?: Copy[] } | null)?.copies ?? []
+    const chosen = copies.find(c => c.body_sha256 === request.query.copy) ?? copies[0]
+    const whole = chosen === undefined ? undefined : await repository.exceptionCopy(exceptionId, chosen.body_sha256)
+    const compare = chosen === undefined || whole === undefined
+      ? undefined
+      : { stored: JSON.stringify(run?.payload ?? null, null, 2), copy: chosen, whole: JSON.stringify(whole.payload ?? { payload_erased: true }, null, 2) }
     return page(reply, `Exception: ${exception.reason}`, html`<p>Run <a href="/console/runs/${exception.run_id}">${run?.idempotency_key ?? exception.run_id}</a> · ${exception.provider} · ${exception.event_type}</p>
-${exceptionBlock(reply, exception as ExceptionRow, JSON.stringify(run?.payload ?? null, null, 2))}`)
+${exceptionBlock(reply, exception, compare)}`)
   })
 
   fastify.get('/refusals', async (_request, reply) => {

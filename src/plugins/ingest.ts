@@ -32,6 +32,11 @@ export interface Delivery {
    * they are valid UTF-8 JSON (the common case: no copy), else the text they were read as.
    */
   payload: Buffer
+  /**
+   * The hash that says whether two deliveries carry the same content (payload conflicts, the replay
+   * guard): ProviderDefinition.signedContent's, where the provider has one; default the raw bytes' hash.
+   */
+  contentHash?: Buffer
   /** Whether the same signed bytes under another key are a duplicate (ProviderDefinition.replayGuard). */
   replayGuard: 'body' | 'body+type' | undefined
   /** The payload as parsed: what a run claimed at ingest hands to its handler. */
@@ -49,8 +54,10 @@ declare module 'fastify' {
 // One statement, one commit, for a whole batch of deliveries (src/batcher.ts): the keys (ops.run_keys,
 // the arbiter: a key is new, or held by a run, or by a run that retention removed inside DEDUP_DAYS),
 // the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone),
-// an exception for each delivery whose key arrives with different signed bytes (a payload conflict;
-// none when retention removed the run: nothing is left to compare), and one NOTIFY that wakes the
+// the run's one open payload-conflict exception for the deliveries whose key arrives with different
+// signed bytes (none when retention removed the run: nothing is left to compare; sql/013: it counts
+// them, and keeps one copy of each distinct conflicting body up to MAX_CONFLICT_COPIES, none of a run
+// whose payload was erased), and one NOTIFY that wakes the
 // workers (delivered at commit). Within a batch the first delivery of a key (marked `first` by
 // batchParam) creates the run and the others are its duplicates: marked in the parameter, not found
 // by a window and a DISTINCT ON in the statement, whose sorts and aggregates PostgreSQL set up for
@@ -66,11 +73,18 @@ declare module 'fastify' {
 // run's tier comes from ops.event_tier (sql/012), which opens the partition of that run's day alone:
 // joined here, the cached plan started a scan of every day's partition on every batch. Only a new
 // run's status is used (a stored one's is NULL here).
+/**
+ * Distinct conflicting bodies kept per run for review: a captured delivery altered (a Twilio body with
+ * `&=` appended, a GitHub body under another delivery id) can raise no more copies than this; the
+ * conflicting deliveries past it are counted in the exception, never stored.
+ */
+export const MAX_CONFLICT_COPIES = 3
+
 export const INGEST = `
 WITH input AS (
   SELECT ord, item->>0 AS provider, item->>1 AS idempotency_key, item->>2 AS event_type, item->3 AS payload,
     decode(item->>4, 'hex') AS body_sha256, item->5 AS headers, item->6 AS delivery, item->>7 AS status,
-    decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by, (item->>10)::boolean AS first
+    decode(item->>8, 'hex') AS replay_sha256, item->>9 AS locked_by, (item->>10)::boolean AS first_body, (item->>11)::boolean AS first
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS d (item, ord)
 ), firsts AS (
   SELECT * FROM input WHERE first
@@ -89,12 +103,12 @@ WITH input AS (
   FROM keyed k JOIN firsts f USING (provider, idempotency_key)
   RETURNING run_id, provider, idempotency_key, body_sha256, status, replay_sha256
 ), by_key AS (
-  SELECT run_id, provider, idempotency_key, body_sha256, status, 'live' AS tier, true AS created FROM inserted
+  SELECT run_id, provider, idempotency_key, body_sha256, status, 'live' AS tier, true AS created, false AS erased FROM inserted
   UNION ALL
-  SELECT k.run_id, q.provider, q.idempotency_key, k.body_sha256, NULL, ops.event_tier(k.run_id), false
+  SELECT k.run_id, q.provider, q.idempotency_key, k.body_sha256, NULL, ops.event_tier(k.run_id), false, k.erased
   FROM firsts AS q
   CROSS JOIN LATERAL (
-    SELECT run_id, body_sha256 FROM ops.run_keys WHERE provider = q.provider AND idempotency_key = q.idempotency_key LIMIT 1
+    SELECT run_id, body_sha256, erased FROM ops.run_keys WHERE provider = q.provider AND idempotency_key = q.idempotency_key LIMIT 1
   ) AS k
 ), by_body AS (
   SELECT run_id, provider, replay_sha256, body_sha256, status, 'live' AS tier FROM inserted WHERE replay_sha256 IS NOT NULL
@@ -106,7 +120,7 @@ WITH input AS (
   ) AS k
 ), run AS (
   SELECT d.ord, coalesce(k.run_id, b.run_id) AS run_id, coalesce(k.status, b.status) AS status, coalesce(k.tier, b.tier) AS tier,
-    d.delivery, d.payload, d.body_sha256, d.locked_by,
+    d.delivery, d.payload, d.body_sha256, d.locked_by, d.first_body, coalesce(k.erased, false) AS erased,
     coalesce(k.created, false) AND d.first AS is_new,
     k.run_id IS NULL AS replayed,
     d.body_sha256 <> coalesce(k.body_sha256, b.body_sha256) AS conflict
@@ -125,9 +139,13 @@ WITH input AS (
     SELECT ord, 2, run_id, 'processing', jsonb_build_object('attempt', 1, 'worker', locked_by, 'lease_expired', false), tier FROM run WHERE is_new AND status = 'processing'
   ) AS events ORDER BY ord, seq
 ), raised AS (
-  INSERT INTO ops.exceptions (run_id, reason, details)
-  SELECT run_id, 'payload_conflict', jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery)
-  FROM run WHERE conflict AND NOT replayed AND tier <> 'audit' ORDER BY ord
+  INSERT INTO ops.exceptions AS e (run_id, reason, details)
+  SELECT run_id, 'payload_conflict', ops.conflict_details(NULL, count(*)::int, coalesce(jsonb_agg(
+      jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery) ORDER BY ord
+    ) FILTER (WHERE first_body AND NOT erased), '[]'), ${MAX_CONFLICT_COPIES})
+  FROM run WHERE conflict AND NOT replayed AND tier <> 'audit' GROUP BY run_id
+  ON CONFLICT (run_id) WHERE reason = 'payload_conflict' AND status = 'open' DO UPDATE
+  SET details = ops.conflict_details(e.details, (EXCLUDED.details->>'deliveries')::int, EXCLUDED.details->'copies', ${MAX_CONFLICT_COPIES})
 ), wake AS (
   SELECT count(pg_notify('${RUNS_CHANNEL}', '')) FROM (SELECT FROM run WHERE is_new AND status = 'received' LIMIT 1) AS one
 )
@@ -136,13 +154,13 @@ SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
  * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker
- * or null, then whether it is its key's first in the batch), kept as the text before the payload, the
+ * or null, then whether it is the first of its key and body hash, and of its key, in the batch), kept as the text before the payload, the
  * payload's bytes and the text after it but for the last element, which batchParam adds. The batch is
  * these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as the
- * JSON text it was validated as, copied once. `key` (provider and idempotency key) finds each key's
- * first delivery in a batch.
+ * JSON text it was validated as, copied once. `key` (provider and idempotency key) and `bodyHash` find
+ * each key's first delivery in a batch.
  */
-interface Row { key: string, head: string, payload: Buffer, tail: string }
+interface Row { key: string, bodyHash: string, head: string, payload: Buffer, tail: string }
 interface StoredRow { run_id: string, is_new: boolean, conflict: boolean }
 
 export default fp(async function ingest (fastify) {
@@ -196,15 +214,17 @@ export default fp(async function ingest (fastify) {
     }
     const signatureHeaders = request.routeOptions.config.provider?.definition.signatureHeaders ?? []
     // The body is hashed once: for the payload-conflict check and, where guarded, the replay key.
-    const bodyHash = sha256(raw)
+    const bodyHash = delivery.contentHash ?? sha256(raw)
+    const bodyHex = bodyHash.toString('hex')
     const replay = replayKey(replayGuard, bodyHash, eventType)
     // A run to process here (a slot free, no backlog): stored claimed, handed over after the commit.
     const claimedBy = status === 'received' && fastify.localWorker?.canTake() === true ? fastify.localWorker : null
     const row: Row = {
       key: `${provider}\n${idempotencyKey}`,
+      bodyHash: bodyHex,
       head: `[${JSON.stringify(provider)},${JSON.stringify(idempotencyKey)},${JSON.stringify(eventType)},`,
       payload,
-      tail: `,"${bodyHash.toString('hex')}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
+      tail: `,"${bodyHex}",${JSON.stringify(storableHeaders(request.headers, signatureHeaders))},` +
         `${JSON.stringify({ request_id: request.id, client_ip: request.ip, body_bytes: raw.length, ...(replay === null ? {} : { idempotency_key: idempotencyKey }) })},` +
         `"${claimedBy === null ? status : 'processing'}",${replay === null ? 'null' : `"${replay}"`},${claimedBy === null ? 'null' : JSON.stringify(claimedBy.id)}`
     }
@@ -217,6 +237,9 @@ export default fp(async function ingest (fastify) {
           if (claimedBy !== null && run.is_new) {
             claimedBy.take({ run_id: run.run_id, provider, event_type: eventType, payload: event, attempts: 1, lease_expired: false })
           }
+          // A conflict is committed and answered 200, but a client that makes many is hostile: it
+          // counts toward the client's limit like a refusal (its next deliveries get 429).
+          if (run.conflict) await fastify.countRefusal(request)
           return { runId: run.run_id, status }
         }
       }
@@ -234,14 +257,19 @@ export default fp(async function ingest (fastify) {
  * A batch's rows as one JSON array in jsonb's binary input form (a version byte, 1, then the JSON text):
  * a Buffer goes to PostgreSQL as a binary parameter, so the payloads are copied once, into this
  * buffer, instead of into each row's string, the batch's string and the protocol's buffer. Each row
- * ends with whether it is the first of its key in this batch (the one that may create the run).
+ * ends with whether it is the first of its key and body hash in this batch (the one whose copy a payload
+ * conflict may keep), then whether it is the first of its key (the one that may create the run).
  */
 export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
-  const seen = new Set<string>()
+  const keys = new Set<string>()
+  const bodies = new Set<string>()
   const ends = rows.map(row => {
-    if (seen.has(row.key)) return ',false]'
-    seen.add(row.key)
-    return ',true]'
+    const body = `${row.bodyHash}${row.key}`
+    const firstBody = !bodies.has(body)
+    bodies.add(body)
+    const first = !keys.has(row.key)
+    keys.add(row.key)
+    return `,${firstBody},${first}]`
   })
   let size = 3 + Math.max(rows.length - 1, 0) // version byte, brackets, commas
   for (const [i, row] of rows.entries()) size += Buffer.byteLength(row.head) + row.payload.length + Buffer.byteLength(row.tail) + ends[i].length

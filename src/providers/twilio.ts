@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { parse as parseQuery, stringify as stringifyQuery } from 'node:querystring'
-import { bodyForm, defineProvider, formFields } from '../provider.js'
+import type { IncomingHttpHeaders } from 'node:http'
+import { bodyForm, defineProvider, formFields, type Identity } from '../provider.js'
 import { constantTimeEqual, decodeDigest, headerValue, hmac, matchesAny, rejected, sha256, verified, type VerifyResult } from '../signatures.js'
 
 /**
@@ -11,9 +12,9 @@ import { constantTimeEqual, decodeDigest, headerValue, hmac, matchesAny, rejecte
  * behind a load balancer set PUBLIC_BASE_URL (or TRUST_PROXY so X-Forwarded-Proto/Host are believed).
  * As in Twilio's SDK the URL is tried as received (without its port, and with its port or the
  * default one), then normalised, then with a legacy-encoded query string. Nothing with a time is
- * signed: the key is taken from the signed parameters (`MessageSid:MessageStatus`,
- * `CallSid:CallStatus`) where they are, else from `I-Twilio-Idempotency-Token`, and the same signed
- * bytes under another token are a duplicate of the first run (replay guard).
+ * signed: the key is taken from the signed parameters (twilioIdentity) where they are, else from
+ * `I-Twilio-Idempotency-Token`, and the same signed content under another token is a duplicate of the
+ * first run (replay guard, on twilioSignedContent).
  */
 export function verifyTwilioSignature (
   raw: Buffer, header: string | undefined, url: string, tokens: readonly string[]
@@ -117,6 +118,52 @@ export function signTwilioRequest (raw: Buffer, token: string, url: string): str
 type TwilioEvent = Record<string, unknown>
 const text = (value: unknown): string | undefined => typeof value === 'string' && value !== '' ? value : undefined
 
+/** The parameters a key is made of: each at most once in a delivery. */
+const KEY_PARAMETERS = ['MessageSid', 'SmsSid', 'MessageStatus', 'SmsStatus', 'CallSid', 'CallStatus', 'SequenceNumber'] as const
+/** A Twilio SID: two capital letters and 32 hex digits (SM…, MM…, CA…). */
+const SID = /^[A-Z]{2}[0-9a-f]{32}$/
+
+/**
+ * What the signature covers: for a form body, its parameters sorted and joined (twilioParamString), so
+ * that a body re-ordered, with a repeated pair or an empty `&=` appended (all of which verify with the
+ * captured signature) is the same content; a JSON body is signed byte for byte (bodySHA256).
+ */
+export function twilioSignedContent (raw: Buffer, form: boolean): Buffer {
+  return form ? Buffer.from(twilioParamString(formFields(raw))) : raw
+}
+
+/**
+ * The event's key, from the signed parameters only: `MessageSid:MessageStatus`; for a call,
+ * `CallSid:CallStatus:SequenceNumber` (status callback events are numbered), else
+ * `CallSid:CallStatus:` and the hash of the signed content (a call's `<Gather>` results share its SID
+ * and status: each is its own event, a retry of one is the same). A key parameter sent twice, or a SID
+ * that is not one (a body re-split so that the signed string is unchanged), is refused: the key would
+ * otherwise fall back to the unsigned idempotency token, and a capture could make new runs.
+ */
+export function twilioIdentity (event: TwilioEvent, headers: IncomingHttpHeaders, raw: Buffer): Identity {
+  for (const name of KEY_PARAMETERS) {
+    if (Array.isArray(event[name])) return { idempotencyKey: undefined, refuse: 'ambiguous_event_id' }
+  }
+  for (const name of ['MessageSid', 'SmsSid', 'CallSid']) {
+    if (event[name] !== undefined && (typeof event[name] !== 'string' || !SID.test(event[name]))) return { idempotencyKey: undefined, refuse: 'malformed_event_id' }
+  }
+  const messageStatus = text(event.MessageStatus) ?? text(event.SmsStatus)
+  const callStatus = text(event.CallStatus)
+  const sid = text(event.MessageSid) ?? text(event.SmsSid)
+  const callSid = text(event.CallSid)
+  let signed: string | undefined
+  if (sid !== undefined && messageStatus !== undefined) {
+    signed = `${sid}:${messageStatus}`
+  } else if (callSid !== undefined && callStatus !== undefined) {
+    const sequence = text(event.SequenceNumber)
+    signed = `${callSid}:${callStatus}:${sequence ?? sha256(twilioSignedContent(raw, bodyForm(raw) === 'form')).toString('hex').slice(0, 32)}`
+  }
+  return {
+    idempotencyKey: signed ?? headerValue(headers['i-twilio-idempotency-token']),
+    eventType: messageStatus !== undefined ? `message.${messageStatus}` : callStatus !== undefined ? `call.${callStatus}` : undefined
+  }
+}
+
 export default defineProvider<TwilioEvent>({
   name: 'twilio',
   secretEnv: 'TWILIO_AUTH_TOKEN',
@@ -124,18 +171,8 @@ export default defineProvider<TwilioEvent>({
   contentTypes: ['application/x-www-form-urlencoded', 'application/json'],
   replayGuard: 'body',
   verify: (raw, headers, tokens, _now, { url }) => verifyTwilioSignature(raw, headerValue(headers['x-twilio-signature']), url, tokens),
-  identify: (event, headers) => {
-    const messageStatus = text(event.MessageStatus) ?? text(event.SmsStatus)
-    const callStatus = text(event.CallStatus)
-    const sid = text(event.MessageSid) ?? text(event.SmsSid)
-    const signed = sid !== undefined && messageStatus !== undefined
-      ? `${sid}:${messageStatus}`
-      : text(event.CallSid) !== undefined && callStatus !== undefined ? `${text(event.CallSid)}:${callStatus}` : undefined
-    return {
-      idempotencyKey: signed ?? headerValue(headers['i-twilio-idempotency-token']),
-      eventType: messageStatus !== undefined ? `message.${messageStatus}` : callStatus !== undefined ? `call.${callStatus}` : undefined
-    }
-  },
+  signedContent: twilioSignedContent,
+  identify: twilioIdentity,
   generateSecret: () => randomBytes(16).toString('hex'),
   sign: (raw, token, _now, url) => ({
     'x-twilio-signature': signTwilioRequest(raw, token, url),
