@@ -31,7 +31,23 @@ export interface MaintenanceReport {
   /** Held runs removed, their review over. */
   released: number
   keysPruned: number
+  /**
+   * This replica's clock minus the database's, in ms (the midpoint of the round trip that read it).
+   * Past the bound (CLOCK_SKEW_LIMIT_MS) the pass is skipped: retention decides by the database's clock.
+   */
+  clockSkewMs: number
 }
+
+export interface PassOptions {
+  /** The time the pass decides by; default the database's now() (tests move it). */
+  at?: Date
+  /** This replica's clock (ms since the epoch), compared with the database's. */
+  replicaNow?: () => number
+  /** Largest difference between the two clocks a pass accepts; default DEFAULT_CLOCK_SKEW_LIMIT_MS. */
+  maxSkewMs?: number
+}
+
+export const DEFAULT_CLOCK_SKEW_LIMIT_MS = 60_000
 
 /** Days of partitions kept ready ahead of today. */
 export const DAYS_AHEAD = 3
@@ -78,17 +94,25 @@ const COLUMNS = 'run_id, provider, idempotency_key, event_type, status, payload,
 
 /**
  * One pass: partitions ahead, expired days held and dropped, the legacy table once it has expired,
- * audit rows, held runs whose review is over, keys past their horizon. `now` is the clock retention
- * reads (tests move it); ingest and the workers keep PostgreSQL's own.
+ * audit rows, held runs whose review is over, keys past their horizon. Every decision reads the
+ * database's clock, never this replica's: a replica whose clock runs ahead would drop today's
+ * partitions and forget keys early. A replica whose clock differs from the database's by more than
+ * `maxSkewMs` does nothing but report it (skipped, clockSkewMs).
  */
-export async function maintain (pool: pg.Pool, settings: RetentionSettings, now = new Date()): Promise<MaintenanceReport> {
-  const report: MaintenanceReport = { skipped: false, created: 0, dropped: [], held: 0, released: 0, keysPruned: 0 }
+export async function maintain (pool: pg.Pool, settings: RetentionSettings, options: PassOptions = {}): Promise<MaintenanceReport> {
+  const report: MaintenanceReport = { skipped: false, created: 0, dropped: [], held: 0, released: 0, keysPruned: 0, clockSkewMs: 0 }
+  const replicaNow = options.replicaNow ?? Date.now
   const client = await pool.connect()
   // A connection lost mid-pass (the server restarts) fails the pass's next statement, not the process.
   const lost = (): void => {}
   client.on('error', lost)
   let broken: Error | undefined
   try {
+    const before = replicaNow()
+    const { rows: [clock] } = await client.query<{ now: Date }>('SELECT now()')
+    report.clockSkewMs = Math.round((before + replicaNow()) / 2 - clock.now.getTime())
+    if (Math.abs(report.clockSkewMs) > (options.maxSkewMs ?? DEFAULT_CLOCK_SKEW_LIMIT_MS)) return { ...report, skipped: true }
+    const now = options.at ?? clock.now
     const { rows: [lock] } = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock($1) AS taken', [MAINTENANCE_LOCK])
     if (!lock.taken) return { ...report, skipped: true }
     try {
@@ -125,11 +149,14 @@ export async function maintain (pool: pg.Pool, settings: RetentionSettings, now 
   }
 }
 
-/** Today's partitions and DAYS_AHEAD days more, where missing; how many tables were made. */
-export async function ensurePartitions (client: pg.ClientBase, now: Date): Promise<number> {
-  const today = now.toISOString().slice(0, 10)
+/**
+ * Today's partitions and DAYS_AHEAD days more, where missing; how many tables were made. Today is the
+ * database's (UTC), unless `at` says otherwise (a pass whose time was moved).
+ */
+export async function ensurePartitions (client: pg.ClientBase, at?: Date): Promise<number> {
   const { rows: [row] } = await client.query<{ made: number }>(
-    'SELECT ops.ensure_day_partitions($1::date, $1::date + $2::int) AS made', [today, DAYS_AHEAD])
+    `WITH today AS (SELECT coalesce($1::date, (now() AT TIME ZONE 'UTC')::date) AS d)
+     SELECT ops.ensure_day_partitions(d, d + $2::int) AS made FROM today`, [at?.toISOString().slice(0, 10) ?? null, DAYS_AHEAD])
   return row.made
 }
 

@@ -30,7 +30,7 @@ async function database (t: Test, target?: string): Promise<{ pool: pg.Pool, dat
 /** A pass at `now`, waiting for one the app may be running to end first. */
 async function pass (pool: pg.Pool, now: Date, settings = SETTINGS) {
   for (let i = 0; i < 100; i++) {
-    const report = await maintain(pool, settings, now)
+    const report = await maintain(pool, settings, { at: now })
     if (!report.skipped) return report
     await new Promise(resolve => setTimeout(resolve, 50))
   }
@@ -175,7 +175,7 @@ t.test('replicas running retention at once: one does it, never twice', async t =
   for (let i = 0; i < 50; i++) await runAt(pool, now, { key: `evt_${i}` })
   const others = Array.from({ length: 3 }, () => quiet(new pg.Pool({ connectionString: databaseUrl, max: 2 })))
   t.teardown(async () => { await Promise.all(others.map(async p => await p.end())) })
-  const reports = await Promise.all([pool, ...others].map(async p => await maintain(p, SETTINGS, new Date('2030-01-14T00:00:00Z'))))
+  const reports = await Promise.all([pool, ...others].map(async p => await maintain(p, SETTINGS, { at: new Date('2030-01-14T00:00:00Z') })))
   const dropped = reports.flatMap(r => r.dropped)
   t.equal(dropped.filter(name => name === 'runs_p20300110').length, 1, 'the day dropped once')
   t.equal(new Set(dropped).size, dropped.length, 'no table dropped twice')
@@ -195,10 +195,34 @@ t.test('replicas running retention at once: one does it, never twice', async t =
   const holder = await pool.connect()
   t.teardown(() => holder.release())
   await holder.query('SELECT pg_advisory_lock($1)', [MAINTENANCE_LOCK])
-  const skipped = await maintain(others[0], SETTINGS, new Date('2030-01-20T00:00:00Z'))
+  const skipped = await maintain(others[0], SETTINGS, { at: new Date('2030-01-20T00:00:00Z') })
   t.equal(skipped.skipped, true)
   t.same(await tables(pool, '^runs_p2030012'), [], 'nothing made while skipped')
   await holder.query('SELECT pg_advisory_unlock($1)', [MAINTENANCE_LOCK])
+})
+
+t.test("retention decides by the database's clock: a replica 40 days ahead skips, and drops nothing early", async t => {
+  const { pool } = await database(t)
+  const client = await pool.connect()
+  await ensurePartitions(client).finally(() => { client.release() })
+  const today = new Date()
+  const runs = await Promise.all(Array.from({ length: 22 }, async (_, i) => await runAt(pool, new Date(today.getTime() - (i % 2) * 60_000), { key: `evt_skew_${i}` })))
+  const before = await tables(pool, '^runs_p[0-9]{8}$')
+  const ahead = () => Date.now() + 40 * DAY
+  const skipped = await maintain(pool, SETTINGS, { replicaNow: ahead })
+  t.equal(skipped.skipped, true, 'a replica 40 days ahead skips the pass (651cd06: today and the days ahead dropped, 22 runs to 1)')
+  t.ok(Math.abs(skipped.clockSkewMs - 40 * DAY) < 60_000, `and reports its skew (${Math.round(skipped.clockSkewMs / DAY)} days)`)
+  t.same(await tables(pool, '^runs_p[0-9]{8}$'), before, 'no partition dropped')
+
+  // With the bound lifted, the pass still decides by the database's clock, not the replica's.
+  const lifted = await maintain(pool, SETTINGS, { replicaNow: ahead, maxSkewMs: 100 * DAY })
+  t.equal(lifted.skipped, false)
+  t.same(lifted.dropped.filter(name => /_p[0-9]{8}$/.test(name)), [], "no day is expired by the database's clock")
+  t.equal(lifted.keysPruned, 0, 'no key forgotten')
+  t.equal((await pool.query('SELECT count(*)::int AS n FROM ops.runs WHERE run_id = ANY($1::uuid[])', [runs])).rows[0].n, 22, 'every run kept')
+  t.ok((await tables(pool, '^runs_p[0-9]{8}$')).includes(`runs_p${today.toISOString().slice(0, 10).replaceAll('-', '')}`), "today's partition is there")
+  const behind = await maintain(pool, SETTINGS, { replicaNow: () => Date.now() - 2 * 60_000 })
+  t.equal(behind.skipped, true, 'two minutes behind (past the default 60 s) skips too')
 })
 
 t.test('refusal audit rows are dropped after RETENTION_REFUSALS_DAYS', async t => {

@@ -4,14 +4,15 @@ import { ensurePartitions, maintain } from '../retention.js'
 
 /**
  * Retention on a timer (src/retention.ts): every replica tries every RETENTION_INTERVAL_MS, one does
- * the pass. At boot today's partitions and the week ahead are made before the first delivery; the
+ * the pass, by the database's clock; a replica whose clock is off by more than CLOCK_SKEW_LIMIT_MS
+ * skips it, logs an error and shows the skew (hookgate_clock_skew_seconds). At boot today's partitions and the week ahead are made before the first delivery; the
  * first full pass follows in the background, so a long drop never delays readiness.
  */
 export default fp(async function retention (fastify) {
   const settings = fastify.config.retention
   const client = await fastify.pg.connect()
   try {
-    await ensurePartitions(client, new Date())
+    await ensurePartitions(client)
   } finally {
     client.release()
   }
@@ -21,11 +22,21 @@ export default fp(async function retention (fastify) {
   const lastPass = new Gauge({ name: 'hookgate_retention_last_pass_timestamp_seconds', help: 'When this replica last finished a retention pass (0: never).', registers: [] })
   fastify.metrics.registry.registerMetric(lastPass)
 
+  // This replica's clock minus the database's: retention skips its pass past CLOCK_SKEW_LIMIT_MS
+  // (deploy/alerts.yml: HookgateClockSkew).
+  const skew = new Gauge({ name: 'hookgate_clock_skew_seconds', help: "This replica's clock minus the database's, read at each retention pass.", registers: [] })
+  fastify.metrics.registry.registerMetric(skew)
+
   let running: Promise<void> | undefined
   const pass = (): void => {
     if (running !== undefined) return
-    running = maintain(fastify.pg.pool, settings)
+    running = maintain(fastify.pg.pool, settings, { maxSkewMs: settings.maxClockSkewMs })
       .then(report => {
+        skew.set(report.clockSkewMs / 1000)
+        if (Math.abs(report.clockSkewMs) > settings.maxClockSkewMs) {
+          fastify.log.error({ clock_skew_ms: report.clockSkewMs, limit_ms: settings.maxClockSkewMs }, "retention pass skipped: this replica's clock differs from the database's")
+          return
+        }
         if (report.skipped) return
         lastPass.set(Date.now() / 1000)
         const level = report.dropped.length + report.released + report.keysPruned + report.created > 0 ? 'info' : 'debug'
