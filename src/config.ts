@@ -44,7 +44,8 @@ export const ENV_SCHEMA = Type.Object({
   INGEST_MAX_PENDING: Int({ minimum: 1, default: 5000, description: 'deliveries waiting for their statement; past it, 503 + Retry-After' }),
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Int({ minimum: 0, default: 1000, description: 'event-loop lag past which deliveries get 503 + Retry-After (0: off)' }),
   UNDER_PRESSURE_MAX_HEAP_BYTES: Int({ minimum: 0, default: 0, description: 'heap used past which deliveries get 503 (0: off)' }),
-  AUTH_FAILURE_LIMIT: Int({ minimum: 0, default: 100, description: 'refusals per client (IPv4 address, IPv6 /64) per window before it gets 429 (0: off)' }),
+  AUTH_FAILURE_LIMIT: Int({ minimum: 0, default: 100, description: 'refusals and payload conflicts per client (IPv4 address, IPv6 /64) per window before it gets 429 (0: off)' }),
+  ADMIN_SIGN_IN_LIMIT: Int({ minimum: 0, default: 10, description: 'failed admin API and console sign-ins per client per AUTH_FAILURE_WINDOW_MS before it gets 429 (a bucket apart from webhook refusals; 0: off)' }),
   AUTH_FAILURE_WINDOW_MS: Int({ minimum: 1000, default: 60000, description: 'the window of AUTH_FAILURE_LIMIT' }),
   METRICS_PORT: Type.Optional(Int({ minimum: 0, maximum: 65535, description: 'serve /metrics on this port only (on HOST) instead of the public one' })),
   HTTP_REQUEST_TIMEOUT_MS: Int({ minimum: 1000, default: 30000, description: 'a whole request must arrive within this (headers within 10 s)' }),
@@ -166,7 +167,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     webhookProviders: raw.WEBHOOK_PROVIDERS?.split(',').map(name => name.trim()),
     bodyLimitBytes: raw.BODY_LIMIT_BYTES,
     publicBaseUrl: raw.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
-    trustProxy: parseTrustProxy(raw.TRUST_PROXY),
+    trustProxy: parseTrustProxy(raw.TRUST_PROXY, raw.NODE_ENV !== 'development' && raw.NODE_ENV !== 'test'),
     dbPoolMax: raw.DB_POOL_MAX,
     dbConnectTimeoutMs: raw.DB_CONNECT_TIMEOUT_MS,
     dbQueryTimeoutMs: raw.DB_QUERY_TIMEOUT_MS,
@@ -178,7 +179,8 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
       maxEventLoopDelayMs: raw.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapBytes: raw.UNDER_PRESSURE_MAX_HEAP_BYTES,
       authFailureLimit: raw.AUTH_FAILURE_LIMIT,
-      authFailureWindowMs: raw.AUTH_FAILURE_WINDOW_MS
+      authFailureWindowMs: raw.AUTH_FAILURE_WINDOW_MS,
+      signInLimit: raw.ADMIN_SIGN_IN_LIMIT
     },
     metricsPort: raw.METRICS_PORT,
     http: { requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_MS },
@@ -239,7 +241,15 @@ function logTransport (value: string): LogTransport {
   return transport
 }
 
-function parseTrustProxy (value: string): TrustProxy {
+/**
+ * `true` believes every X-Forwarded-For hop: a client then names its own address, rotates it, and
+ * walks around every per-client limit (110 wrong admin sign-ins, all 401, then the right token). In
+ * production the balancer is named instead, by hop count or address.
+ */
+function parseTrustProxy (value: string, production: boolean): TrustProxy {
+  if (value === 'true' && production) {
+    throw new ConfigError('TRUST_PROXY=true believes any X-Forwarded-For a client sends (it could rotate its way around every limit): give the hops of your balancers (1) or their addresses (10.0.0.0/8)')
+  }
   if (value === 'true') return true
   if (value === 'false') return false
   if (/^\d+$/.test(value)) {

@@ -15,6 +15,7 @@ t.test('an invalid value is a boot error that names the variable', async t => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be equal to one of the allowed values/],
     [{ WEBHOOK_PROVIDERS: 'stripe, Git Hub' }, /WEBHOOK_PROVIDERS must match pattern/],
     [{ TRUST_PROXY: 'yes please' }, /TRUST_PROXY must match pattern/],
+    [{ TRUST_PROXY: 'true', NODE_ENV: 'production' }, /TRUST_PROXY=true believes any X-Forwarded-For a client sends/],
     [{ DB_POOL_MAX: '0' }, /DB_POOL_MAX must be >= 1/]
   ]
   for (const [env, message] of cases) {

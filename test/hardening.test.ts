@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks'
 import t from 'tap'
 import twilio from 'twilio'
 import { sign as signGithub } from '@octokit/webhooks-methods'
-import { build } from './helper.js'
+import { build, STRIPE_SECRET } from './helper.js'
 import { allSecrets, senders, TWILIO_PUBLIC_BASE_URL } from './senders.js'
 import { formFields, MAX_FORM_FIELDS } from '../src/provider.js'
 
@@ -191,7 +191,7 @@ t.test('Twilio: the URL keeps its own port, Host is validated', async t => {
   const { app } = await build(t, { TWILIO_AUTH_TOKEN: token, WEBHOOK_PROVIDERS: 'twilio' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
-  const params = { MessageSid: 'SMport', MessageStatus: 'sent' }
+  const params = { MessageSid: `SM${'0'.repeat(32)}`, MessageStatus: 'sent' }
   // What `npm run send -- twilio` does on the default port: the URL signed is http://localhost:3000/...
   const url = `http://127.0.0.1:${port}/webhooks/twilio`
   const res = await fetch(url, { method: 'POST', headers: { ...form, 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, url, params) }, body: new URLSearchParams(params) })
@@ -202,7 +202,7 @@ t.test('Twilio: the URL keeps its own port, Host is validated', async t => {
   const normalised = new URL(`http://127.0.0.1:${port}${query}`).toString()
   const legacy = normalised.replace('%27', "'").replace("'", '%27')
   for (const [name, signedUrl] of [['normalised', normalised], ['legacy', legacy]]) {
-    const p = { MessageSid: `SM${name}`, MessageStatus: 'sent' }
+    const p = { MessageSid: `SM${name === 'legacy' ? 'a'.repeat(32) : 'b'.repeat(32)}`, MessageStatus: 'sent' }
     const answer = await app.inject({ method: 'POST', url: query, headers: { ...form, host: `127.0.0.1:${port}`, 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, signedUrl, p) }, payload: new URLSearchParams(p).toString() })
     t.equal(answer.statusCode, 200, `the ${name} form of the URL`)
   }
@@ -293,7 +293,7 @@ t.test('smaller ones: destination keys, NODE_ENV, DATABASE_URL in boot errors, a
   }
 
   const token = 'admin-token-0123456789abcdef'
-  const { app } = await build(t, { ADMIN_TOKEN: token, AUTH_FAILURE_LIMIT: '3' })
+  const { app } = await build(t, { ADMIN_TOKEN: token, ADMIN_SIGN_IN_LIMIT: '3' })
   const list = async (authorization: string, remoteAddress = '127.0.0.1') => await app.inject({ method: 'GET', url: '/admin/runs', headers: { authorization }, remoteAddress })
   t.equal((await list(`bearer ${token}`, '10.0.0.9')).statusCode, 200, 'the scheme name is case-insensitive (RFC 7235)')
   t.equal((await list(`BEARER ${token}`, '10.0.0.9')).statusCode, 200)
@@ -304,6 +304,15 @@ t.test('smaller ones: destination keys, NODE_ENV, DATABASE_URL in boot errors, a
   t.equal(limited.statusCode, 429, 'until the window ends, even with the right token')
   t.ok(Number(limited.headers['retry-after']) > 0)
   t.equal((await list(`Bearer ${token}`, '10.0.0.9')).statusCode, 200, 'another client is not')
+
+  // Behind one trusted hop, a client's own X-Forwarded-For entries are not believed: rotating them
+  // does not make it another client (the balancer appends the address it saw).
+  const { app: proxied } = await build(t, { ADMIN_TOKEN: token, ADMIN_SIGN_IN_LIMIT: '3', TRUST_PROXY: '1', NODE_ENV: 'production', STRIPE_WEBHOOK_SECRET: STRIPE_SECRET })
+  const rotated: number[] = []
+  for (let i = 0; i < 6; i++) {
+    rotated.push((await proxied.inject({ method: 'GET', url: '/admin/runs', headers: { authorization: `Bearer wrong-${i}`, 'x-forwarded-for': `198.51.100.${i}, 203.0.113.7` } })).statusCode)
+  }
+  t.same(rotated, [401, 401, 401, 429, 429, 429], 'rotating X-Forwarded-For: one client, limited (TRUST_PROXY=true, refused in production now: 110 tries, all 401)')
 
   const { configuredProviders } = await import('../src/extra-providers.js')
   t.throws(() => configuredProviders([{ name: 'glued', secretEnv: 'GLUED_SECRET', scheme: 'hmac', idempotencyKey: { header: 'x-id' }, hmac: { header: 'x-sig', signedContent: '{id}{timestamp}{body}', idHeader: 'x-id', timestampHeader: 'x-ts' } }]),

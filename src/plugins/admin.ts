@@ -28,15 +28,15 @@ export default async function admin (instance: FastifyInstance): Promise<void> {
     }
   })
 
-  // A failed sign-in counts toward the client's refusal limit like a forged delivery; past it, 429.
+  // A failed sign-in counts toward the client's sign-in limit (ADMIN_SIGN_IN_LIMIT); past it, 429.
   fastify.addHook('onRequest', async (request, reply) => {
-    const limited = await fastify.refusalLimit(request)
+    const limited = await fastify.signInLimit(request)
     if (limited !== undefined) return await tooManyRefusals(reply, limited)
     const header = request.headers.authorization ?? ''
     // The scheme name is case-insensitive (RFC 7235).
     const presented = /^bearer +/i.test(header) ? header.replace(/^bearer +/i, '') : ''
     if (!constantTimeEqual(presented, token)) {
-      const retryAfter = await fastify.countRefusal(request)
+      const retryAfter = await fastify.countSignInFailure(request)
       if (retryAfter !== undefined) return await tooManyRefusals(reply, retryAfter)
       return await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'Authorization: Bearer <ADMIN_TOKEN> required' })
     }

@@ -102,10 +102,10 @@ export default async function operatorConsole (fastify: FastifyInstance): Promis
   fastify.get('/sign-in', { config: { consolePublic: true } }, async (_request, reply) => page(reply, 'Sign in', signInForm(reply)))
 
   fastify.post<{ Body: { token?: string, name?: string } }>('/sign-in', { config: { consolePublic: true }, preHandler: fastify.csrfProtection }, async (request, reply) => {
-    const limited = await fastify.refusalLimit(request)
+    const limited = await fastify.signInLimit(request)
     if (limited !== undefined) return await reply.code(429).header('retry-after', String(limited)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
     if (!constantTimeEqual(String(request.body?.token ?? ''), token)) {
-      const retryAfter = await fastify.countRefusal(request)
+      const retryAfter = await fastify.countSignInFailure(request)
       if (retryAfter !== undefined) return await reply.code(429).header('retry-after', String(retryAfter)).send({ error: 'too_many_requests', message: 'too many failed sign-ins from this client, try again later' })
       request.log.info({ client_ip: request.ip }, 'console sign-in refused')
       return page(reply, 'Sign in', signInForm(reply, 'That is not the admin token.'), 401)

@@ -7,7 +7,7 @@ import { OverloadedError, RETRY_AFTER_SECONDS } from '../errors.js'
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * Counts one refusal (401, 400, 413, 415... on a provider route; a failed admin sign-in) of the
+     * Counts one refusal (401, 400, 413, 415... on a provider route; a payload conflict) of the
      * request's client. Past AUTH_FAILURE_LIMIT in AUTH_FAILURE_WINDOW_MS it answers the seconds to
      * wait: the client is then limited (429 + Retry-After) until its window ends, and its refusals
      * are audited as one row per client, reason and minute, so a flood cannot fill the disk.
@@ -15,6 +15,13 @@ declare module 'fastify' {
     countRefusal: (request: FastifyRequest) => Promise<number | undefined>
     /** Seconds until the request's client may be heard again, or undefined: checked before its body is read. */
     refusalLimit: (request: FastifyRequest) => Promise<number | undefined>
+    /**
+     * The same for operators (a failed admin API or console sign-in), in a bucket of its own
+     * (ADMIN_SIGN_IN_LIMIT): forged deliveries from an operator's address (a NAT, an office) never
+     * lock the operator out, and a guesser of the token is limited however few forgeries it sends.
+     */
+    countSignInFailure: (request: FastifyRequest) => Promise<number | undefined>
+    signInLimit: (request: FastifyRequest) => Promise<number | undefined>
   }
   interface FastifyContextConfig {
     /** Health, readiness and metrics answer even when the gateway sheds load. */
@@ -48,17 +55,22 @@ export default fp(async function protection (fastify) {
     timeWindow: config.protection.authFailureWindowMs,
     keyGenerator: request => clientKey(request.ip)
   })
-  fastify.decorate('countRefusal', async function countRefusal (request: FastifyRequest) {
-    if (config.protection.authFailureLimit === 0) return undefined
-    const limit = await countFailure(request)
-    return !limit.isAllowed && limit.isExceeded ? limit.ttlInSeconds : undefined
+  const countSignIn = fastify.createRateLimit({
+    max: config.protection.signInLimit,
+    timeWindow: config.protection.authFailureWindowMs,
+    keyGenerator: request => `sign-in ${clientKey(request.ip)}`
   })
+  /** Counts one (or, with `increment: false`, reads): the seconds the client must wait, or undefined. */
+  const limiter = (limit: typeof countFailure, max: number, increment: boolean) => async (request: FastifyRequest) => {
+    if (max === 0) return undefined
+    const state = await limit(request, { increment })
+    return !state.isAllowed && state.isExceeded ? state.ttlInSeconds : undefined
+  }
+  fastify.decorate('countRefusal', limiter(countFailure, config.protection.authFailureLimit, true))
   // The same counter, read without counting: a limited client is refused before its body is read.
-  fastify.decorate('refusalLimit', async function refusalLimit (request: FastifyRequest) {
-    if (config.protection.authFailureLimit === 0) return undefined
-    const limit = await countFailure(request, { increment: false })
-    return !limit.isAllowed && limit.isExceeded ? limit.ttlInSeconds : undefined
-  })
+  fastify.decorate('refusalLimit', limiter(countFailure, config.protection.authFailureLimit, false))
+  fastify.decorate('countSignInFailure', limiter(countSignIn, config.protection.signInLimit, true))
+  fastify.decorate('signInLimit', limiter(countSignIn, config.protection.signInLimit, false))
 }, { name: 'protection', dependencies: ['metrics'] })
 
 /**
