@@ -44,10 +44,12 @@ export const ENV_SCHEMA = Type.Object({
   INGEST_MAX_PENDING: Int({ minimum: 1, default: 5000, description: 'deliveries waiting for their statement; past it, 503 + Retry-After' }),
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Int({ minimum: 0, default: 1000, description: 'event-loop lag past which deliveries get 503 + Retry-After (0: off)' }),
   UNDER_PRESSURE_MAX_HEAP_BYTES: Int({ minimum: 0, default: 0, description: 'heap used past which deliveries get 503 (0: off)' }),
+  UNVERIFIED_BODY_BUDGET_BYTES: Int({ minimum: 0, default: 67108864, description: 'bytes of delivery bodies held before their signature is checked, per process; past it, 503 + Retry-After before the body is read (a delivery alone is always taken; 0: off)' }),
   AUTH_FAILURE_LIMIT: Int({ minimum: 0, default: 100, description: 'refusals and payload conflicts per client (IPv4 address, IPv6 /64) per window before it gets 429 (0: off)' }),
   ADMIN_SIGN_IN_LIMIT: Int({ minimum: 0, default: 10, description: 'failed admin API and console sign-ins per client per AUTH_FAILURE_WINDOW_MS before it gets 429 (a bucket apart from webhook refusals; 0: off)' }),
   AUTH_FAILURE_WINDOW_MS: Int({ minimum: 1000, default: 60000, description: 'the window of AUTH_FAILURE_LIMIT' }),
   METRICS_PORT: Type.Optional(Int({ minimum: 0, maximum: 65535, description: 'serve /metrics on this port only (on HOST) instead of the public one' })),
+  METRICS_PUBLIC: Type.Optional(Type.Enum(['true', 'false'], { description: 'serve /metrics on the public port (default: outside production only; in production use METRICS_PORT)' })),
   HTTP_REQUEST_TIMEOUT_MS: Int({ minimum: 1000, default: 30000, description: 'a whole request must arrive within this (headers within 10 s)' }),
   HTTP_KEEP_ALIVE_TIMEOUT_MS: Int({ minimum: 1000, default: 65000, description: 'idle keep-alive sockets are closed after this' }),
   SHUTDOWN_TIMEOUT_MS: Int({ minimum: 0, default: 10000, description: 'after SIGTERM (and the drain), in-flight work gets this long before the process is forced out' }),
@@ -178,11 +180,15 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     protection: {
       maxEventLoopDelayMs: raw.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapBytes: raw.UNDER_PRESSURE_MAX_HEAP_BYTES,
+      unverifiedBodyBytes: raw.UNVERIFIED_BODY_BUDGET_BYTES,
       authFailureLimit: raw.AUTH_FAILURE_LIMIT,
       authFailureWindowMs: raw.AUTH_FAILURE_WINDOW_MS,
       signInLimit: raw.ADMIN_SIGN_IN_LIMIT
     },
     metricsPort: raw.METRICS_PORT,
+    // In production the public listener keeps /metrics (queue depth, providers, refusal rates) to
+    // itself unless asked: METRICS_PORT, or METRICS_PUBLIC=true.
+    metricsPublic: raw.METRICS_PUBLIC === undefined ? raw.NODE_ENV === 'development' || raw.NODE_ENV === 'test' : raw.METRICS_PUBLIC === 'true',
     http: { requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_MS },
     shutdownTimeoutMs: raw.SHUTDOWN_TIMEOUT_MS,
     drainDelayMs: raw.DRAIN_DELAY_MS,

@@ -51,6 +51,16 @@ tap.test('METRICS_PORT serves /metrics on its own listener only', async t => {
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404)
 })
 
+tap.test('in production /metrics is off the public port unless asked for', async t => {
+  const { app: quiet, logs } = await build(t, { NODE_ENV: 'production' })
+  t.equal((await quiet.inject('/metrics')).statusCode, 404, 'production, nothing set: not public (651cd06: 200 to anyone)')
+  t.ok(logs.some(line => String(line.msg).startsWith('metrics are not served')), 'and the boot says how to get them')
+  const { app: open } = await build(t, { NODE_ENV: 'production', METRICS_PUBLIC: 'true' })
+  t.equal((await open.inject('/metrics')).statusCode, 200, 'METRICS_PUBLIC=true: public')
+  const { app: dev } = await build(t)
+  t.equal((await dev.inject('/metrics')).statusCode, 200, 'outside production: public by default')
+})
+
 tap.test('refusals past the limit: 429 before the body is read, aggregated audit rows, per client (IPv6 by /64)', async t => {
   const { app, databaseUrl } = await build(t, { AUTH_FAILURE_LIMIT: '5', AUTH_FAILURE_WINDOW_MS: '60000' })
   const forged = () => stripeDelivery(stripeEvent(), { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}` })
@@ -161,3 +171,41 @@ tap.test('slow clients: the server has deliberate timeouts', async t => {
   })
   t.ok(Date.now() - started < 6000, `closed after ${Date.now() - started} ms (${outcome})`)
 })
+
+tap.test('unverified bodies share a budget: past it 503 + Retry-After before the body is read; one alone always fits', async t => {
+  const { connect } = await import('node:net')
+  const { app } = await build(t, { BODY_LIMIT_BYTES: String(1024 * 1024), UNVERIFIED_BODY_BUDGET_BYTES: String(2.5 * 1024 * 1024) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  /** Headers promising `length` bytes, and a little of the body: held by the gateway, unverified. */
+  const slowSender = async (length: number) => await new Promise<import('node:net').Socket>(resolve => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(`POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nStripe-Signature: t=1,v1=00\r\nContent-Length: ${length}\r\n\r\n{"id":"evt_`)
+      resolve(socket)
+    })
+    socket.on('error', () => {})
+  })
+  const held = [await slowSender(1024 * 1024), await slowSender(1024 * 1024)]
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const metrics = async () => metricValue((await app.inject('/metrics')).body, 'hookgate_unverified_body_bytes')
+  t.equal(await metrics(), 2 * 1024 * 1024, 'two forged 1 MB bodies held, by their Content-Length')
+  const small = await fetch(`http://127.0.0.1:${port}/webhooks/stripe`, stripeFetch(stripeEvent()))
+  t.equal(small.status, 200, 'a genuine small delivery still fits')
+  const third = await fetch(`http://127.0.0.1:${port}/webhooks/stripe`, stripeFetch(stripeEvent({ pad: 'x'.repeat(900_000) })))
+  t.equal(third.status, 503, 'a third large one does not: 503 before its body is read (651cd06: read, 40 × 25 MB took 724 MB)')
+  t.equal(third.headers.get('retry-after'), '5', 'with Retry-After: the sender retries')
+  for (const socket of held) socket.destroy()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(await metrics(), 0, 'aborted bodies give their share back')
+  const again = await fetch(`http://127.0.0.1:${port}/webhooks/stripe`, stripeFetch(stripeEvent({ pad: 'x'.repeat(900_000) })))
+  t.equal(again.status, 200, 'then the large delivery goes through')
+
+  // A delivery larger than the whole budget is taken when it is alone.
+  const { app: tight } = await build(t, { BODY_LIMIT_BYTES: String(1024 * 1024), UNVERIFIED_BODY_BUDGET_BYTES: String(64 * 1024) })
+  t.equal((await tight.inject(stripeDelivery(stripeEvent({ pad: 'x'.repeat(500_000) })))).statusCode, 200, 'one delivery alone, over the budget: taken')
+})
+
+function stripeFetch (event: Record<string, unknown>): RequestInit {
+  const { headers, payload } = stripeDelivery(event)
+  return { method: 'POST', headers, body: payload }
+}

@@ -8,7 +8,8 @@ import type { Pool } from 'pg'
  * counted where their log line is written (plugins/delivery-log.ts), runs where the worker records
  * them; queue depth, oldest pending age and pool usage are read at scrape time. Plugins add their
  * own gauges to `registry` (ingest: its pending deliveries) and their pools with `watchPool`. Served on
- * `GET /metrics`, or on METRICS_PORT alone so that the public listener does not expose them.
+ * `GET /metrics` on METRICS_PORT alone, so that the public listener does not expose them; on the
+ * public port outside production, or in production with METRICS_PUBLIC=true.
  */
 export interface Metrics {
   registry: Registry
@@ -100,6 +101,10 @@ export default fp(async function metrics (fastify) {
   const answer = async (): Promise<{ type: string, body: string }> => ({ type: registry.contentType, body: await registry.metrics() })
   fastify.decorate('metricsServer', null)
   if (config.metricsPort === undefined) {
+    if (!config.metricsPublic) {
+      fastify.log.warn('metrics are not served: set METRICS_PORT (a port of their own) or METRICS_PUBLIC=true')
+      return
+    }
     fastify.get('/metrics', { config: { pressureExempt: true } }, async (_request, reply) => {
       const { type, body } = await answer()
       return await reply.type(type).send(body)

@@ -1,6 +1,14 @@
 import fp from 'fastify-plugin'
+import { Gauge } from 'prom-client'
 import type { FastifyRequest } from 'fastify'
-import { HttpError } from '../errors.js'
+import { HttpError, OverloadedError } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Bytes this delivery holds of the unverified-body budget until its signature is checked. */
+    unverifiedBytes: number
+  }
+}
 
 /** A DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port. */
 const VALID_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/
@@ -12,9 +20,46 @@ const VALID_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-
  */
 export default fp(async function verify (fastify) {
   const noBody = Buffer.alloc(0)
+
+  // The budget of unverified bodies (UNVERIFIED_BODY_BUDGET_BYTES): every delivery holds its declared
+  // size (or, without a Content-Length, its route's body limit) from its headers until its signature
+  // has been checked. Past the budget a delivery is answered 503 + Retry-After before its body is read:
+  // forged bodies sent at once (40 of GitHub's 25 MB) cannot take the process's memory, and a
+  // delivery alone is always taken, however large.
+  const budget = fastify.config.protection.unverifiedBodyBytes
+  let held = 0
+  fastify.decorateRequest('unverifiedBytes', 0)
+  const release = (request: FastifyRequest): void => {
+    held -= request.unverifiedBytes
+    request.unverifiedBytes = 0
+  }
+  fastify.addHook('onRequest', async function reserveUnverified (request) {
+    const route = request.routeOptions.config.provider
+    if (route === undefined || budget === 0) return
+    const limit = request.routeOptions.bodyLimit ?? fastify.config.bodyLimitBytes
+    const declared = Number(request.headers['content-length'] ?? Number.NaN)
+    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, limit + 1) : limit
+    if (held > 0 && held + bytes > budget) {
+      request.delivery = { provider: route.definition.name, outcome: 'unavailable', reason: 'unverified_body_budget' }
+      fastify.metrics.shed.inc({ cause: 'unverified_body_budget' })
+      throw new OverloadedError('unverified_body_budget')
+    }
+    held += bytes
+    request.unverifiedBytes = bytes
+  })
+  fastify.addHook('onResponse', async request => { release(request) })
+  fastify.addHook('onRequestAbort', async request => { release(request) })
+  fastify.metrics.registry.registerMetric(new Gauge({
+    name: 'hookgate_unverified_body_bytes',
+    help: 'Bytes of delivery bodies held (declared) before their signature is checked.',
+    registers: [],
+    collect () { this.set(held) }
+  }))
+
   fastify.addHook('preHandler', async function verifySignature (request, reply) {
     const route = request.routeOptions.config.provider
     if (route === undefined) return
+    release(request)
     const raw = Buffer.isBuffer(request.body) ? request.body : noBody
     const probe = route.definition.unsignedProbe?.(raw, request.headers)
     if (probe !== undefined) {
@@ -39,4 +84,4 @@ export default fp(async function verify (fastify) {
     if (!VALID_HOST.test(request.host)) throw new HttpError(400, 'invalid_host', 'the Host header is not a valid host[:port]')
     return `${request.protocol}://${request.host}${request.url}`
   }
-}, { name: 'verify', dependencies: ['delivery-outcome'] })
+}, { name: 'verify', dependencies: ['delivery-outcome', 'metrics'] })
