@@ -119,10 +119,13 @@ function configuredProvider (entry: ProviderConfig): ProviderPlugin {
     const scheme = hmacScheme(entry.hmac as HmacScheme)
     const keyHeader = entry.idempotencyKey.header
     const keySigned = keyHeader === undefined || (scheme.signsId && keyHeader === entry.hmac!.idHeader)
+    const timestampHeader = scheme.signsTimestamp ? entry.hmac!.timestampHeader : undefined
     return defineProvider({
       ...common,
-      // A key from a header outside the signed content: the same signed bytes under another key are a replay.
+      // A key from a header outside the signed content: the same signed bytes under another key are a
+      // replay; with a signed timestamp, only inside its tolerance (the same body sent later is new).
       replayGuard: keySigned ? undefined : 'body',
+      replayStamp: timestampHeader === undefined ? undefined : headers => signatures.headerValue(headers[timestampHeader]),
       signatureHeaders: [entry.hmac!.header],
       verify: scheme.verify,
       sign: (raw, secret, now) => scheme.sign(raw, secret, now)

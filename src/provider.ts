@@ -45,6 +45,12 @@ export interface ProviderDefinition<Event = any> {
    */
   replayGuard?: 'body' | 'body+type'
   /**
+   * A signed value that tells two sendings of the same bytes apart (a signed timestamp), added to the
+   * replay guard's key: a replay inside the tolerance is a duplicate, the same body sent again later
+   * (a second `{"type":"ping"}`) is a new event. Only read from verified deliveries.
+   */
+  replayStamp?: (headers: IncomingHttpHeaders) => string | undefined
+  /**
    * What the signature covers, canonical, where that is not the raw bytes (Twilio signs its form
    * parameters sorted and joined, so reordered pairs or an appended `&=` verify alike): two deliveries
    * whose signed content is the same are the same content, for payload conflicts and the replay
@@ -169,6 +175,7 @@ async function receiveDelivery (this: FastifyInstance, request: FastifyRequest, 
     payload,
     contentHash: definition.signedContent === undefined ? undefined : sha256(definition.signedContent(raw, form)),
     replayGuard: definition.replayGuard,
+    replayStamp: definition.replayStamp?.(request.headers),
     event
   })
   // A payload conflict is committed (and raised for review): the sender must not retry it either.

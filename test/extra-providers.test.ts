@@ -131,3 +131,30 @@ t.test('a bad PROVIDERS_CONFIG is a boot error that names the entry and field', 
   await t.rejects(build(t, { PROVIDERS_CONFIG: JSON.stringify([{ name: 'stripe', secretEnv: 'X', scheme: 'api-key', idempotencyKey: { path: 'id' } }]) }),
     { message: /two providers are named "stripe"/ })
 })
+
+t.test('no-code, key in an unsigned header, timestamp signed: a replay inside the tolerance is a duplicate, the same body later is new', async t => {
+  const secret = 'pinger secret 0123456789'
+  const { app } = await build(t, {
+    PINGER_SECRET: secret,
+    WEBHOOK_PROVIDERS: 'pinger',
+    PROVIDERS_CONFIG: JSON.stringify([{
+      name: 'pinger',
+      secretEnv: 'PINGER_SECRET',
+      scheme: 'hmac',
+      hmac: { algorithm: 'sha256', header: 'x-pinger-signature', encoding: 'hex', signedContent: '{timestamp}.{body}', timestampHeader: 'x-pinger-timestamp' },
+      idempotencyKey: { header: 'x-pinger-delivery' },
+      eventType: { path: 'type' }
+    }])
+  })
+  const payload = '{"type":"ping"}'
+  const send = async (ts: number, delivery: string) => (await app.inject({
+    method: 'POST',
+    url: '/webhooks/pinger',
+    headers: { 'content-type': 'application/json', 'x-pinger-timestamp': String(ts), 'x-pinger-delivery': delivery, 'x-pinger-signature': createHmac('sha256', secret).update(`${ts}.${payload}`).digest('hex') },
+    payload
+  })).json().status
+  const ts = now()
+  t.equal(await send(ts - 60, randomUUID()), 'accepted', 'a ping')
+  t.equal(await send(ts - 60, randomUUID()), 'duplicate', 'the same signed request under another delivery id: a replay')
+  t.equal(await send(ts, randomUUID()), 'accepted', 'a second ping a minute later, signed anew: a new event (651cd06: a duplicate for DEDUP_DAYS)')
+})

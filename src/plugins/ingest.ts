@@ -39,6 +39,8 @@ export interface Delivery {
   contentHash?: Buffer
   /** Whether the same signed bytes under another key are a duplicate (ProviderDefinition.replayGuard). */
   replayGuard: 'body' | 'body+type' | undefined
+  /** ProviderDefinition.replayStamp's value: part of the replay key. */
+  replayStamp?: string
   /** The payload as parsed: what a run claimed at ingest hands to its handler. */
   event: unknown
 }
@@ -216,7 +218,7 @@ export default fp(async function ingest (fastify) {
     // The body is hashed once: for the payload-conflict check and, where guarded, the replay key.
     const bodyHash = delivery.contentHash ?? sha256(raw)
     const bodyHex = bodyHash.toString('hex')
-    const replay = replayKey(replayGuard, bodyHash, eventType)
+    const replay = replayKey(replayGuard, bodyHash, eventType, delivery.replayStamp)
     // A run to process here (a slot free, no backlog): stored claimed, handed over after the commit.
     const claimedBy = status === 'received' && fastify.localWorker?.canTake() === true ? fastify.localWorker : null
     const row: Row = {
@@ -289,12 +291,15 @@ export function batchParam (rows: ReadonlyArray<Readonly<Row>>): Buffer {
 }
 
 /**
- * The replay guard's key (ProviderDefinition.replayGuard), from the hash of the signed bytes: that hash
- * itself, or with the event type. Null for a provider whose key is signed.
+ * The replay guard's key (ProviderDefinition.replayGuard), from the hash of the signed content: that
+ * hash itself, or with the event type, and with the signed stamp (replayStamp) where there is one.
+ * Null for a provider whose key is signed.
  */
-export function replayKey (guard: Delivery['replayGuard'], bodyHash: Buffer, eventType: string | null): string | null {
+export function replayKey (guard: Delivery['replayGuard'], bodyHash: Buffer, eventType: string | null, stamp?: string): string | null {
   if (guard === undefined) return null
-  return guard === 'body' ? bodyHash.toString('hex') : sha256(Buffer.concat([bodyHash, Buffer.from(`\n${eventType ?? ''}`)])).toString('hex')
+  if (guard === 'body' && stamp === undefined) return bodyHash.toString('hex')
+  const extra = `${guard === 'body+type' ? `\n${eventType ?? ''}` : ''}${stamp === undefined ? '' : `\n@${stamp}`}`
+  return sha256(Buffer.concat([bodyHash, Buffer.from(extra)])).toString('hex')
 }
 
 /** Request headers worth keeping with the run: everything but credentials and signatures. */

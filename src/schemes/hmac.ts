@@ -70,6 +70,8 @@ export function hmacScheme (scheme: HmacScheme) {
   return {
     /** Whether the header `{id}` reads is covered by the signature. */
     signsId: uses('id'),
+    /** Whether the timestamp header is covered by the signature (`{timestamp}` in the signed content). */
+    signsTimestamp: uses('timestamp'),
     /** The header that carries the signature: kept out of storage and logs. */
     signatureHeaders: [scheme.header],
     /** A provider's verify as it is (ProviderDefinition.verify): providers take it without an adapter. */
