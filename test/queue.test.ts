@@ -162,7 +162,7 @@ t.test('the ingest statement opens no day of ops.runs: its cost does not grow wi
   // As ingest's own connections run it (src/plugins/ingest.ts): one generic plan.
   await client.query('SET plan_cache_mode = force_generic_plan')
   await client.query(`PREPARE ingest (jsonb, float8) AS ${INGEST}`)
-  const item = (key: string, sha: string, first = true) => `["stripe","${key}","t",{"id":"${key}"},"${sha}",{},{},"received",null,null,${first}]`
+  const item = (key: string, sha: string, first = true) => `["stripe","${key}","t",{"id":"${key}"},"${sha}",{},{},"received",null,null,true,${first}]`
   await client.query(`EXECUTE ingest ('[${item('evt_1', '01')}]', 30000)`)
   await client.query('BEGIN')
   // A new key, a duplicate and a payload conflict: the stored run's tier is looked up for the last two.

@@ -111,11 +111,13 @@ export const ERASED = { erased: true }
 // answer, a conflicting copy), and its key is marked erased so that no later delivery keeps a body.
 const ERASE = `
 WITH page AS (
-  SELECT run_id FROM ops.runs WHERE $3::text[] IS NOT NULL AND ($10::uuid IS NULL OR run_id > $10) ORDER BY run_id LIMIT $11
+  SELECT run_id, provider, status, payload FROM ops.runs
+  WHERE $3::text[] IS NOT NULL AND ($10::uuid IS NULL OR run_id > $10) ORDER BY run_id LIMIT $11
 ), candidates AS (
+  SELECT run_id, status, payload FROM page WHERE provider = $1 AND payload #>> $3::text[] = $4
+  UNION ALL
   SELECT run_id, status, payload FROM ops.runs
-  WHERE provider = $1 AND ($2::text IS NULL OR run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2))
-    AND ($3::text[] IS NULL OR (run_id IN (SELECT run_id FROM page) AND payload #>> $3::text[] = $4))
+  WHERE $2::text IS NOT NULL AND provider = $1 AND run_id IN (SELECT run_id FROM ops.run_keys WHERE provider = $1 AND idempotency_key = $2)
 ), target AS (
   SELECT run_id, status FROM ops.runs WHERE run_id IN (SELECT run_id FROM candidates WHERE status <> 'processing' AND payload <> $5::jsonb)
   ORDER BY run_id

@@ -5,7 +5,7 @@
 // docs/reliability.md (the hostile-input half of that page is test/hostile.test.ts, run by npm test).
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { existsSync, readdirSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir, userInfo } from 'node:os'
@@ -194,6 +194,7 @@ try {
   }
 
   await hostileCases(serverUrl)
+  await capturedDeliveryCases(serverUrl)
 
   await writeReport(version)
 } finally {
@@ -471,6 +472,189 @@ async function hostileCases (serverUrl) {
   sink.closeAllConnections()
   sink.close()
   hostile.push({ name: 'a destination answers 300 MB, another a 500 KB gzip bomb (512 MB inflated)', figures: `outcomes ${outcomes.map(o => o.outcome).join(', ')}; RSS grew ${grew} MB (issue 13 measured 2–3 GB before the fix)`, pass: check(grew < 100, `destination answers: RSS +${grew} MB`) })
+}
+
+// --- hostile cases of issue 28: what one captured delivery can be made into, clocks, erasure ------
+
+async function capturedDeliveryCases (serverUrl) {
+  console.log('\ncaptured deliveries, clocks, erasure (issue 28)')
+  const dbName = `captured_${randomBytes(4).toString('hex')}`
+  await query(serverUrl, `CREATE DATABASE ${dbName}`)
+  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const TWILIO = 'twilio_faults_token'
+  const GITHUB = 'github faults secret'
+  const SHOPIFY = 'shopify faults secret'
+  const ADMIN = 'admin-faults-token-0123456789'
+  const gateway = await startGateway(databaseUrl, {
+    TWILIO_AUTH_TOKEN: TWILIO,
+    GITHUB_WEBHOOK_SECRET: GITHUB,
+    SHOPIFY_WEBHOOK_SECRET: SHOPIFY,
+    ADMIN_TOKEN: ADMIN,
+    PUBLIC_BASE_URL: 'https://hooks.example.com',
+    AUTH_FAILURE_LIMIT: '100000',
+    BODY_LIMIT_BYTES: String(26 * 1024 * 1024)
+  })
+  const agent = new Agent({ connections: 64 })
+  const post = async (path, headers, body) => {
+    const started = performance.now()
+    try {
+      const response = await request(`${gateway.url}${path}`, { method: 'POST', headers, body, dispatcher: agent })
+      const text = await response.body.text()
+      return { status: response.statusCode, json: text.startsWith('{') ? JSON.parse(text) : {}, ms: performance.now() - started }
+    } catch (err) {
+      return { status: 'error', json: {}, ms: performance.now() - started, err }
+    }
+  }
+  const tally = (answers) => answers.reduce((all, a) => { const k = `${a.status} ${a.json.status ?? a.json.reason ?? ''}`.trim(); all[k] = (all[k] ?? 0) + 1; return all }, {})
+  const count = async (sql, values) => (await query(databaseUrl, sql, values)).rows[0].n
+  const twilioSign = (params) => {
+    const url = 'https://hooks.example.com/webhooks/twilio'
+    const data = Object.keys(params).sort().map(k => k + params[k]).join('')
+    return createHmac('sha1', TWILIO).update(url + data).digest('base64')
+  }
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const sid = (p) => `${p}${randomBytes(16).toString('hex')}`
+
+  // 1. Twilio: a captured body with `&=` appended, 1,000 times.
+  const params = { MessageSid: sid('SM'), MessageStatus: 'delivered', To: '+18005551212', From: '+14158675309' }
+  const signature = twilioSign(params)
+  const plain = new URLSearchParams(params).toString()
+  await post('/webhooks/twilio', { ...form, 'x-twilio-signature': signature }, plain)
+  const started = performance.now()
+  const altered = []
+  for (let i = 1; i <= 1000; i += 50) {
+    altered.push(...await Promise.all(Array.from({ length: 50 }, (_, j) => post('/webhooks/twilio', { ...form, 'x-twilio-signature': signature }, plain + '&='.repeat(i + j)))))
+  }
+  const alteredSeconds = (performance.now() - started) / 1000
+  const twilioExceptions = await count('SELECT count(*)::int AS n FROM ops.exceptions')
+  hostile.push({ name: 'Twilio: a captured delivery with `&=` appended, 1,000 times', figures: `answers ${JSON.stringify(tally(altered))} in ${alteredSeconds.toFixed(1)} s; ${twilioExceptions} exceptions (651cd06: 1,000 open exceptions, each with a copy, in 1.9 s)`, pass: check(twilioExceptions === 0, `Twilio &=: ${twilioExceptions} exceptions`) })
+
+  // 2. Twilio: key parameters re-split or repeated, 11 variants of one capture.
+  const resplits = [
+    `MessageSid=${params.MessageSid}MessageStatusdelivered&To=%2B18005551212&From=%2B14158675309`,
+    `${plain}&MessageStatus=delivered`,
+    `MessageSid=${params.MessageSid}&MessageStatus=deliveredTo%2B18005551212&From=%2B14158675309`
+  ]
+  const resplitAnswers = []
+  for (let i = 0; i < 11; i++) resplitAnswers.push(await post('/webhooks/twilio', { ...form, 'x-twilio-signature': signature, 'i-twilio-idempotency-token': randomBytes(8).toString('hex') }, resplits[i % 3]))
+  const twilioRuns = await count("SELECT count(*)::int AS n FROM ops.runs WHERE provider = 'twilio'")
+  hostile.push({ name: 'Twilio: the signed key parameters re-split or repeated, 11 deliveries of one capture', figures: `answers ${JSON.stringify(tally(resplitAnswers))}; ${twilioRuns} run (651cd06: 11 new runs)`, pass: check(twilioRuns === 1, `Twilio re-split: ${twilioRuns} runs`) })
+
+  // 3. GitHub: a 0.3 MB push A re-sent 100 times under B's X-GitHub-Delivery.
+  const push = (n) => JSON.stringify({ ref: 'refs/heads/main', commits: [{ id: randomBytes(20).toString('hex'), message: `change ${n}`, diff: 'x'.repeat(300_000) }] })
+  const ghHeaders = async (body, delivery) => ({ 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${createHmac('sha256', GITHUB).update(body).digest('hex')}`, 'x-github-event': 'push', 'x-github-delivery': delivery })
+  const targetId = randomUUID()
+  const bodyB = push(0)
+  const runB = (await post('/webhooks/github', await ghHeaders(bodyB, targetId), bodyB)).json.run_id
+  const bodyA = push(1)
+  const sizeBefore = await count("SELECT (pg_total_relation_size('ops.exceptions'))::bigint AS n")
+  const conflicts = []
+  for (let i = 0; i < 100; i++) conflicts.push(await post('/webhooks/github', await ghHeaders(bodyA, targetId), bodyA))
+  const grewMb = (Number(await count("SELECT (pg_total_relation_size('ops.exceptions'))::bigint AS n")) - Number(sizeBefore)) / 1024 / 1024
+  const ghExceptions = await count('SELECT count(*)::int AS n FROM ops.exceptions WHERE run_id = $1', [runB])
+  const rssBefore = rssMb(gateway)
+  const page = await request(`${gateway.url}/admin/runs/${runB}`, { headers: { authorization: `Bearer ${ADMIN}` }, dispatcher: agent })
+  const pageBytes = (await page.body.text()).length
+  const live = await post('/webhooks/github', await ghHeaders('{"zen":"live"}', randomUUID()), '{"zen":"live"}')
+  hostile.push({ name: 'GitHub: a 0.3 MB push re-sent 100 times under another delivery\'s X-GitHub-Delivery', figures: `answers ${JSON.stringify(tally(conflicts))}; ${ghExceptions} open exception counting ${await count("SELECT (details->>'deliveries')::int AS n FROM ops.exceptions WHERE run_id = $1", [runB])} deliveries, ops.exceptions +${grewMb.toFixed(1)} MB; the run in the admin API ${(pageBytes / 1024).toFixed(0)} KB; gateway RSS ${rssBefore} MB; a live delivery meanwhile ${live.ms.toFixed(0)} ms (651cd06: 100 exceptions, +27.9 MB, a 34.6 MB run page, 447 MB, 670 ms)`, pass: check(ghExceptions === 1 && grewMb < 2 && pageBytes < 1_000_000, `GitHub conflicts: ${ghExceptions} exceptions, +${grewMb.toFixed(1)} MB, ${pageBytes} bytes`) })
+
+  // 4. Shopify: one captured orders/create body under 20 topics.
+  const order = JSON.stringify({ id: 820982911946154500, admin_graphql_api_id: 'gid://shopify/Order/820982911946154508', email: 'jon@example.com', total_price: '403.00' })
+  const topics = ['orders/create', 'orders/paid', 'orders/updated', 'orders/cancelled', 'orders/fulfilled', 'orders/partially_fulfilled', 'orders/edited', 'orders/delete',
+    'refunds/create', 'products/create', 'products/update', 'customers/create', 'customers/update', 'draft_orders/create', 'fulfillments/create',
+    'order_transactions/create', 'inventory_items/create', 'collections/create', 'app/uninstalled', 'carts/create']
+  const shopify = []
+  for (const topic of topics) {
+    shopify.push(await post('/webhooks/shopify', {
+      'content-type': 'application/json',
+      'x-shopify-hmac-sha256': createHmac('sha256', SHOPIFY).update(order).digest('base64'),
+      'x-shopify-topic': topic,
+      'x-shopify-shop-domain': 'example.myshopify.com',
+      'x-shopify-api-version': '2025-01',
+      'x-shopify-webhook-id': randomUUID(),
+      'x-shopify-event-id': randomUUID()
+    }, order))
+  }
+  const shopifyRuns = await count("SELECT count(*)::int AS n FROM ops.runs WHERE provider = 'shopify'")
+  hostile.push({ name: 'Shopify: one captured orders/create body sent under 20 topics', figures: `answers ${JSON.stringify(tally(shopify))}; ${shopifyRuns} runs, all \`orders/*\` (651cd06: 20 runs, e.g. a \`refunds/create\`); the order's own topics stay possible (orders/create and orders/paid may be the same bytes)`, pass: check(shopifyRuns === 8, `Shopify topics: ${shopifyRuns} runs`) })
+
+  // 5. 40 forged 25 MB GitHub bodies at once, beside 11 genuine deliveries.
+  const rss0 = rssMb(gateway)
+  const huge = Buffer.alloc(25 * 1024 * 1024, 0x61)
+  let peak = rss0
+  const sampler = setInterval(() => { peak = Math.max(peak, rssMb(gateway)) }, 20)
+  const forged = Array.from({ length: 40 }, () => post('/webhooks/github', { 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}`, 'x-github-event': 'push', 'x-github-delivery': randomUUID() }, huge))
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const genuine = await Promise.all(Array.from({ length: 11 }, async (_, i) => { const b = JSON.stringify({ zen: `genuine ${i}` }); return await post('/webhooks/github', await ghHeaders(b, randomUUID()), b) }))
+  const forgedAnswers = await Promise.all(forged)
+  clearInterval(sampler)
+  hostile.push({ name: '40 forged 25 MB GitHub bodies at once, 11 genuine deliveries meanwhile', figures: `forged: ${JSON.stringify(tally(forgedAnswers))}; genuine: ${JSON.stringify(tally(genuine))}; RSS ${rss0} → peak ${peak} MB (651cd06: 108 → 724 MB, 2 of 11 genuine got 503)`, pass: check(peak - rss0 < 250 && genuine.every(a => a.status === 200), `unverified bodies: RSS +${peak - rss0} MB, genuine ${JSON.stringify(tally(genuine))}`) })
+
+  // 6. Forged deliveries from an operator's address, then the operator signs in.
+  const forgedFlood = []
+  const limited = await startGateway(databaseUrl, { GITHUB_WEBHOOK_SECRET: GITHUB, ADMIN_TOKEN: ADMIN, AUTH_FAILURE_LIMIT: '100' })
+  for (let i = 0; i < 150; i++) forgedFlood.push((await request(`${limited.url}/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json', 'stripe-signature': 't=1,v1=00' }, body: '{}', dispatcher: agent })).statusCode)
+  const signIn = await request(`${limited.url}/admin/runs?limit=1`, { headers: { authorization: `Bearer ${ADMIN}` }, dispatcher: agent })
+  await signIn.body.text()
+  await limited.stop()
+  hostile.push({ name: '150 forged deliveries from an operator\'s address, then the operator uses the admin API', figures: `forged: ${JSON.stringify(forgedFlood.reduce((a, s) => { a[s] = (a[s] ?? 0) + 1; return a }, {}))}; the operator: ${signIn.statusCode} (651cd06: 429, locked out with the forger)`, pass: check(signIn.statusCode === 200, `operator after a flood: ${signIn.statusCode}`) })
+  await gateway.stop()
+  await agent.close()
+
+  // 7. A worker replica whose clock runs 40 days ahead of the database (libfaketime).
+  const faketime = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'].find(existsSync)
+  if (faketime === undefined) {
+    hostile.push({ name: 'a worker replica 40 days ahead of the database', figures: 'skipped: libfaketime is not installed (apt-get install faketime)', pass: true })
+  } else {
+    const partitions = async () => (await query(databaseUrl, "SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'ops'::regnamespace AND relname ~ '^runs_p[0-9]{8}$'")).rows[0].n
+    const before = { partitions: await partitions(), runs: await count('SELECT count(*)::int AS n FROM ops.runs'), keys: await count('SELECT count(*)::int AS n FROM ops.run_keys') }
+    const port = await freePort()
+    const ahead = spawn(process.execPath, [join(root, 'dist', 'server.js')], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: databaseUrl, STRIPE_WEBHOOK_SECRET: SECRET, ROLE: 'worker', RETENTION_INTERVAL_MS: '1000', METRICS_PUBLIC: 'true', LOG_LEVEL: 'warn', DATA_DIR: join(work, 'ahead'), LD_PRELOAD: faketime, FAKETIME: '+40d', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+      stdio: ['ignore', 'pipe', 'ignore']
+    })
+    children.add(ahead)
+    let log = ''
+    ahead.stdout.on('data', chunk => { log += chunk })
+    await waitFor(`http://127.0.0.1:${port}/readyz`)
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+    const skew = Number(/^hookgate_clock_skew_seconds (\S+)$/m.exec(metrics)?.[1])
+    ahead.kill('SIGTERM')
+    await new Promise(resolve => ahead.once('exit', resolve))
+    const after = { partitions: await partitions(), runs: await count('SELECT count(*)::int AS n FROM ops.runs'), keys: await count('SELECT count(*)::int AS n FROM ops.run_keys') }
+    const skipped = (log.match(/retention pass skipped/g) ?? []).length
+    hostile.push({ name: 'a worker replica whose clock runs 40 days ahead of the database (libfaketime), retention every second', figures: `partitions ${before.partitions} → ${after.partitions}, runs ${before.runs} → ${after.runs}, keys ${before.keys} → ${after.keys}; ${skipped} passes skipped with an error line; hookgate_clock_skew_seconds ${(skew / 86400).toFixed(1)} days (651cd06: today's partition and the three ahead dropped, 22 runs → 1, 21 keys pruned, ingest 503 until the next pass)`, pass: check(after.partitions === before.partitions && after.runs === before.runs && after.keys === before.keys && skipped > 0, `clock 40 days ahead: ${JSON.stringify({ before, after, skipped })}`) })
+  }
+
+  // 8. Erasure by path on 1,000,000 runs, page by page.
+  const { fill } = await import('../../bench/fill.mjs')
+  const fillStarted = performance.now()
+  await fill(databaseUrl, 1_000_000)
+  const fillSeconds = ((performance.now() - fillStarted) / 1000).toFixed(0)
+  const eraser = await startGateway(databaseUrl, { ADMIN_TOKEN: ADMIN, DB_QUERY_TIMEOUT_MS: '10000' })
+  const calls = []
+  let cursor
+  const eraseStarted = performance.now()
+  do {
+    const callStarted = performance.now()
+    const response = await request(`${eraser.url}/admin/erasure`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ provider: 'stripe', path: ['data', 'object', 'customer'], value: 'cus_nobody', ...(cursor === undefined ? {} : { cursor }) }) })
+    const answer = /** @type {{ scanned?: number, next_cursor?: string | null }} */ (await response.body.json())
+    calls.push({ status: response.statusCode, ms: performance.now() - callStarted, scanned: answer.scanned })
+    cursor = answer.next_cursor ?? undefined
+  } while (cursor !== undefined && calls.length < 100)
+  await eraser.stop()
+  const slowest = Math.max(...calls.map(c => c.ms))
+  const scanned = calls.reduce((a, c) => a + (c.scanned ?? 0), 0)
+  hostile.push({ name: 'erasure by JSON path over 1,000,000 runs (no run matches: the whole table read)', figures: `${calls.length} calls of up to 50,000 runs, statuses ${JSON.stringify(tally(calls.map(c => ({ status: c.status, json: {} }))))}, ${scanned} runs read in ${((performance.now() - eraseStarted) / 1000).toFixed(1)} s, the slowest call ${slowest.toFixed(0)} ms (DB_QUERY_TIMEOUT_MS 10,000; filled in ${fillSeconds} s) (651cd06: one statement over every run of the provider, 0.6–0.8 s for 300,000, a 500 past the timeout, about 4 M at the default)`, pass: check(calls.every(c => c.status === 200) && scanned >= 1_000_000 && slowest < 5000, `erasure on 1 M runs: ${calls.length} calls, slowest ${slowest.toFixed(0)} ms`) })
+}
+
+/** The resident memory of a gateway process, in MB. */
+function rssMb (gateway) {
+  try {
+    const status = execFileSync('cat', [`/proc/${gateway.child().pid}/status`]).toString()
+    return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
+  } catch { return 0 }
 }
 
 /** A request whose headers promise `length` bytes of body that never come: the answer's status. */
