@@ -5,7 +5,7 @@
 --    (Twilio) or under another delivery id (GitHub) raised thousands. Now the run's one open
 --    payload-conflict exception counts the conflicting deliveries and keeps a copy of each distinct
 --    conflicting body (by its hash) up to a small number; beyond that they are counted, never stored.
---    details: { deliveries, copies: [{ body_sha256, payload, delivery }], uncopied }.
+--    details: { deliveries, copies: [{ body_sha256, payload, delivery, deliveries }], uncopied }.
 -- 2. ops.run_keys.erased: a key whose run's payload was erased. A later delivery of it (a redelivery,
 --    or a conflicting body) is recorded as a delivery, its body never kept again.
 
@@ -14,8 +14,7 @@ COMMENT ON COLUMN ops.run_keys.erased IS 'The payload of its run was erased: no 
 
 -- Exceptions written before this migration, in the new form.
 UPDATE ops.exceptions
-SET details = jsonb_build_object('deliveries', 1, 'uncopied', 0,
-  'copies', jsonb_build_array((details - 'payload_erased') || CASE WHEN details ? 'payload_erased' THEN '{"payload_erased": true}'::jsonb ELSE '{}' END))
+SET details = jsonb_build_object('deliveries', 1, 'uncopied', 0, 'copies', jsonb_build_array(details || '{"deliveries": 1}'::jsonb))
 WHERE reason = 'payload_conflict' AND NOT details ? 'copies';
 
 -- Several open conflicts of one run: the oldest counts the others, which are closed into it.
@@ -36,26 +35,35 @@ WHERE e.run_id = f.run_id AND e.reason = 'payload_conflict' AND e.status = 'open
 
 CREATE UNIQUE INDEX exceptions_one_open_conflict_idx ON ops.exceptions (run_id) WHERE reason = 'payload_conflict' AND status = 'open';
 
--- An open conflict's details with a batch's conflicting deliveries of its run added: `deliveries` of
--- them, `copies` their distinct bodies (body_sha256, payload, delivery). A body already kept is
--- not kept twice; past `max_copies` distinct bodies the rest are counted in `uncopied`.
-CREATE FUNCTION ops.conflict_details(kept jsonb, deliveries integer, copies jsonb, max_copies integer) RETURNS jsonb
+-- An open conflict's details with more conflicting deliveries of its run added. `added` is a batch's
+-- deliveries ({ copies: [{ body_sha256, payload, delivery, deliveries }] }, a copy without a payload
+-- object for a delivery whose body is not to be kept) or another such result (with its `uncopied`).
+-- A body already kept counts its deliveries on its copy; a new body is kept while fewer than
+-- `max_copies` are; any other delivery is counted in `uncopied`, never stored.
+CREATE FUNCTION ops.conflict_details(kept jsonb, added jsonb, max_copies integer) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-  out jsonb := coalesce(kept->'copies', '[]'::jsonb);
-  uncopied integer := coalesce((kept->>'uncopied')::integer, 0);
+  copies jsonb := coalesce(kept->'copies', '[]'::jsonb);
+  uncopied integer := coalesce((kept->>'uncopied')::integer, 0) + coalesce((added->>'uncopied')::integer, 0);
+  -- A result counts its deliveries (some only in `uncopied`); a batch's deliveries are its copies.
+  total integer := coalesce((kept->>'deliveries')::integer, 0) + coalesce((added->>'deliveries')::integer,
+    (SELECT sum(coalesce((c->>'deliveries')::integer, 1)) FROM jsonb_array_elements(added->'copies') AS c)::integer, 0);
   copy jsonb;
+  n integer;
+  at integer;
 BEGIN
-  FOR copy IN SELECT value FROM jsonb_array_elements(coalesce(copies, '[]'::jsonb)) LOOP
-    CONTINUE WHEN EXISTS (SELECT FROM jsonb_array_elements(out) AS k WHERE k->>'body_sha256' = copy->>'body_sha256');
-    IF jsonb_array_length(out) >= max_copies THEN
-      uncopied := uncopied + 1;
+  FOR copy IN SELECT value FROM jsonb_array_elements(coalesce(added->'copies', '[]'::jsonb)) LOOP
+    n := coalesce((copy->>'deliveries')::integer, 1);
+    SELECT i - 1 INTO at FROM jsonb_array_elements(copies) WITH ORDINALITY AS k (c, i) WHERE c->>'body_sha256' = copy->>'body_sha256';
+    IF at IS NOT NULL THEN
+      copies := jsonb_set(copies, ARRAY[at::text, 'deliveries'], to_jsonb(coalesce((copies->at->>'deliveries')::integer, 1) + n));
+    ELSIF jsonb_typeof(copy->'payload') = 'object' AND jsonb_array_length(copies) < max_copies THEN
+      copies := copies || jsonb_build_array(copy || jsonb_build_object('deliveries', n));
     ELSE
-      out := out || jsonb_build_array(copy);
+      uncopied := uncopied + n;
     END IF;
   END LOOP;
-  RETURN coalesce(kept, '{}'::jsonb) || jsonb_build_object(
-    'deliveries', coalesce((kept->>'deliveries')::integer, 0) + deliveries, 'copies', out, 'uncopied', uncopied);
+  RETURN coalesce(kept, '{}'::jsonb) || jsonb_build_object('deliveries', total, 'copies', copies, 'uncopied', uncopied);
 END
 $$;
 

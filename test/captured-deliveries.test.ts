@@ -158,6 +158,21 @@ tap.test('GitHub: one body re-sent under another delivery id raises one exceptio
   t.equal(await count(app, "SELECT count(*)::int AS n FROM ops.exceptions WHERE status = 'open'"), 1, 'a closed exception is not reopened: a new one counts what came after')
 })
 
+tap.test('conflicts arriving together (one batch, several batches) are counted exactly: kept copies and the rest', async t => {
+  const { app } = await build(t, { ...env, AUTH_FAILURE_LIMIT: '1000' })
+  const id = randomUUID()
+  await app.inject(await githubDelivery('{"n":0}', id))
+  // 30 at once, 5 distinct bodies: group commit puts several in one statement.
+  const answers = await Promise.all(Array.from({ length: 30 }, async (_, i) => (await app.inject(await githubDelivery(`{"n":${1 + (i % 5)}}`, id))).json().status))
+  t.same(new Set(answers), new Set(['conflict']))
+  const { rows: [{ details }] } = await app.pg.query('SELECT details FROM ops.exceptions')
+  const kept = (details.copies as Array<{ deliveries: number }>).reduce((sum, c) => sum + c.deliveries, 0)
+  t.equal(details.deliveries, 30, 'every conflicting delivery counted')
+  t.equal(details.copies.length, MAX_CONFLICT_COPIES, 'the first distinct bodies kept')
+  t.equal(kept + Number(details.uncopied), 30, `each counted once: ${kept} on kept copies, ${String(details.uncopied)} on bodies not kept`)
+  t.equal(details.uncopied, 12, 'two bodies not kept, six deliveries each')
+})
+
 tap.test('conflicts count toward the sender\'s limit: a client that makes many is limited', async t => {
   const { app } = await build(t, { ...env, AUTH_FAILURE_LIMIT: '5' })
   const id = randomUUID()

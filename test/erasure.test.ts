@@ -107,7 +107,7 @@ t.test('erasure leaves no copy behind: last error, history, exceptions; a redeli
   t.equal((await app.inject(stripeDelivery({ ...event, again: email }))).json().status, 'conflict')
   t.same(await leaks(), { runs: 0, events: 0, exceptions: 0 }, 'a redelivery of an erased key brings no copy back')
   const { rows: [conflict] } = await app.pg.query("SELECT details FROM ops.exceptions WHERE run_id = $1 AND reason = 'payload_conflict'", [runId])
-  t.equal(conflict.details.deliveries, 2, 'the conflicting deliveries are still counted')
+  t.equal(conflict.details.deliveries, 2, 'the conflicting deliveries are still counted', { details: conflict.details })
 })
 
 t.test('erasure by path goes page by page: bounded calls, a cursor, every match found', async t => {

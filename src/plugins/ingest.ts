@@ -58,9 +58,9 @@ declare module 'fastify' {
 // the new runs, one run event per delivery (in the tier of its run; 'audit' when the run is gone),
 // the run's one open payload-conflict exception for the deliveries whose key arrives with different
 // signed bytes (none when retention removed the run: nothing is left to compare; sql/013: it counts
-// them, and keeps one copy of each distinct conflicting body up to MAX_CONFLICT_COPIES, none of a run
-// whose payload was erased), and one NOTIFY that wakes the
-// workers (delivered at commit). Within a batch the first delivery of a key (marked `first` by
+// them, and keeps one copy of each distinct conflicting body up to MAX_CONFLICT_COPIES, sent once per
+// body and batch, none of a run whose payload was erased), and one NOTIFY that wakes the workers
+// (delivered at commit). Within a batch the first delivery of a key (marked `first` by
 // batchParam) creates the run and the others are its duplicates: marked in the parameter, not found
 // by a window and a DISTINCT ON in the statement, whose sorts and aggregates PostgreSQL set up for
 // every batch, however small (docs/benchmarks.md, the lever table). A delivery of a replay-guarded
@@ -142,12 +142,11 @@ WITH input AS (
   ) AS events ORDER BY ord, seq
 ), raised AS (
   INSERT INTO ops.exceptions AS e (run_id, reason, details)
-  SELECT run_id, 'payload_conflict', ops.conflict_details(NULL, count(*)::int, coalesce(jsonb_agg(
-      jsonb_build_object('body_sha256', encode(body_sha256, 'hex'), 'payload', payload, 'delivery', delivery) ORDER BY ord
-    ) FILTER (WHERE first_body AND NOT erased), '[]'), ${MAX_CONFLICT_COPIES})
+  SELECT run_id, 'payload_conflict', ops.conflict_details('{}', jsonb_build_object('copies', jsonb_agg(jsonb_build_object(
+      'body_sha256', encode(body_sha256, 'hex'), 'delivery', delivery, 'payload', CASE WHEN first_body AND NOT erased THEN payload END) ORDER BY ord)), ${MAX_CONFLICT_COPIES})
   FROM run WHERE conflict AND NOT replayed AND tier <> 'audit' GROUP BY run_id
   ON CONFLICT (run_id) WHERE reason = 'payload_conflict' AND status = 'open' DO UPDATE
-  SET details = ops.conflict_details(e.details, (EXCLUDED.details->>'deliveries')::int, EXCLUDED.details->'copies', ${MAX_CONFLICT_COPIES})
+  SET details = ops.conflict_details(e.details, EXCLUDED.details, ${MAX_CONFLICT_COPIES})
 ), wake AS (
   SELECT count(pg_notify('${RUNS_CHANNEL}', '')) FROM (SELECT FROM run WHERE is_new AND status = 'received' LIMIT 1) AS one
 )
@@ -156,8 +155,8 @@ SELECT ord, run_id, is_new, conflict AND NOT replayed AS conflict FROM run, wake
 /**
  * One delivery as the batch statement takes it: a JSON array (provider, key, event type, payload,
  * body sha256 in hex, headers, delivery facts, status, replay hash in hex or null, the claiming worker
- * or null, then whether it is the first of its key and body hash, and of its key, in the batch), kept as the text before the payload, the
- * payload's bytes and the text after it but for the last element, which batchParam adds. The batch is
+ * or null, then whether it is the first of its key and body hash, and of its key, in the batch), kept
+ * as the text before the payload, the payload's bytes and the text after it but for the last element, which batchParam adds. The batch is
  * these joined into one JSON array (batchParam), parsed once by PostgreSQL; the payload goes in as the
  * JSON text it was validated as, copied once. `key` (provider and idempotency key) and `bodyHash` find
  * each key's first delivery in a batch.
