@@ -33,22 +33,32 @@ export default fp(async function verify (fastify) {
     held -= request.unverifiedBytes
     request.unverifiedBytes = 0
   }
-  fastify.addHook('onRequest', async function reserveUnverified (request) {
-    const route = request.routeOptions.config.provider
-    if (route === undefined || budget === 0) return
-    const limit = request.routeOptions.bodyLimit ?? fastify.config.bodyLimitBytes
-    const declared = Number(request.headers['content-length'] ?? Number.NaN)
-    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, limit + 1) : limit
-    if (held > 0 && held + bytes > budget) {
-      request.delivery = { provider: route.definition.name, outcome: 'unavailable', reason: 'unverified_body_budget' }
-      fastify.metrics.shed.inc({ cause: 'unverified_body_budget' })
-      throw new OverloadedError('unverified_body_budget')
-    }
-    held += bytes
-    request.unverifiedBytes = bytes
-  })
-  fastify.addHook('onResponse', async request => { release(request) })
-  fastify.addHook('onRequestAbort', async request => { release(request) })
+  // Callback hooks (no promise each) on the path of every request; a budget of 0 adds none.
+  if (budget > 0) {
+    fastify.addHook('onRequest', function reserveUnverified (request, _reply, done) {
+      const { config, bodyLimit } = request.routeOptions
+      if (config.provider === undefined) return done()
+      const limit = bodyLimit ?? fastify.config.bodyLimitBytes
+      const declared = Number(request.headers['content-length'] ?? Number.NaN)
+      const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, limit + 1) : limit
+      if (held > 0 && held + bytes > budget) {
+        request.delivery = { provider: config.provider.definition.name, outcome: 'unavailable', reason: 'unverified_body_budget' }
+        fastify.metrics.shed.inc({ cause: 'unverified_body_budget' })
+        return done(new OverloadedError('unverified_body_budget'))
+      }
+      held += bytes
+      request.unverifiedBytes = bytes
+      done()
+    })
+    fastify.addHook('onResponse', function releaseUnverified (request, _reply, done) {
+      if (request.unverifiedBytes !== 0) release(request)
+      done()
+    })
+    fastify.addHook('onRequestAbort', function releaseAborted (request, done) {
+      release(request)
+      done()
+    })
+  }
   fastify.metrics.registry.registerMetric(new Gauge({
     name: 'hookgate_unverified_body_bytes',
     help: 'Bytes of delivery bodies held (declared) before their signature is checked.',
@@ -59,7 +69,7 @@ export default fp(async function verify (fastify) {
   fastify.addHook('preHandler', async function verifySignature (request, reply) {
     const route = request.routeOptions.config.provider
     if (route === undefined) return
-    release(request)
+    if (request.unverifiedBytes !== 0) release(request)
     const raw = Buffer.isBuffer(request.body) ? request.body : noBody
     const probe = route.definition.unsignedProbe?.(raw, request.headers)
     if (probe !== undefined) {

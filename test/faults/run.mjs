@@ -219,10 +219,7 @@ function check (ok, what) {
 
 async function scenario (name, body) {
   console.log(`\n${name}`)
-  const dbName = `faults_${randomBytes(4).toString('hex')}`
-  const serverUrl = `postgres://hookgate:${password}@127.0.0.1:${pgPort}/postgres`
-  await query(serverUrl, `CREATE DATABASE ${dbName}`)
-  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const databaseUrl = await newDatabase(`postgres://hookgate:${password}@127.0.0.1:${pgPort}/postgres`, 'faults')
   const before = failures.length
   const { stats, events, extra } = await body({ databaseUrl })
   const ids = events.map(e => e.id)
@@ -234,6 +231,13 @@ async function scenario (name, body) {
   check(found === stats.ok, `every run id answered 2xx is stored (${found}/${stats.ok})`)
   console.log(`  attempts ${stats.attempts}, by status ${JSON.stringify(stats.status)}, network errors ${stats.networkErrors}; ${extra}`)
   results.push({ name, sent: events.length, attempts: stats.attempts, ok: stats.ok, stored: runs, extra, pass: failures.length === before })
+}
+
+/** A new database on the suite's server, named `<prefix>_<random>`: its URL. */
+async function newDatabase (serverUrl, prefix) {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`
+  await query(serverUrl, `CREATE DATABASE ${name}`)
+  return serverUrl.replace(/\/postgres$/, `/${name}`)
 }
 
 function makeEvents (n) {
@@ -352,9 +356,7 @@ async function runToExit (args, env) {
 
 async function hostileCases (serverUrl) {
   console.log('\nhostile cases')
-  const dbName = `hostile_${randomBytes(4).toString('hex')}`
-  await query(serverUrl, `CREATE DATABASE ${dbName}`)
-  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const databaseUrl = await newDatabase(serverUrl, 'hostile')
   const TOKEN = 'twilio_faults_token'
   const GITHUB = 'github faults secret'
   const gateway = await startGateway(databaseUrl, {
@@ -478,9 +480,7 @@ async function hostileCases (serverUrl) {
 
 async function capturedDeliveryCases (serverUrl) {
   console.log('\ncaptured deliveries, clocks, erasure (issue 28)')
-  const dbName = `captured_${randomBytes(4).toString('hex')}`
-  await query(serverUrl, `CREATE DATABASE ${dbName}`)
-  const databaseUrl = serverUrl.replace(/\/postgres$/, `/${dbName}`)
+  const databaseUrl = await newDatabase(serverUrl, 'captured')
   const TWILIO = 'twilio_faults_token'
   const GITHUB = 'github faults secret'
   const SHOPIFY = 'shopify faults secret'
