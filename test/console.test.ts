@@ -130,7 +130,7 @@ t.test('an exception is resolved from the console with a note, and who decided i
   await browser.signIn()
   const page = await browser.request('GET', `/console/runs/${run.run_id as string}`)
   t.match(page.body, 'payload_conflict')
-  t.match(page.body, /1 conflicting deliveries; 1 distinct bodies kept/, 'the run page counts the conflict')
+  t.match(page.body, /1 conflicting delivery; 1 distinct body kept/, 'the run page counts the conflict')
   t.notMatch(page.body, /<span class="diff">/, 'and lists its copy as an excerpt, not side by side')
   const exceptionId = /action="\/console\/exceptions\/([0-9a-f-]{36})\/resolve"/.exec(page.body)?.[1] ?? ''
   const compared = await browser.request('GET', `/console/exceptions/${exceptionId}`)

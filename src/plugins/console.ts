@@ -222,7 +222,8 @@ ${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.ma
       const others = new Set(other.split('\n'))
       return html`<pre>${text.split('\n').map(line => others.has(line) ? html`${line}\n` : html`<span class="diff">${line}</span>\n`)}</pre>`
     }
-    const copyList = (list: Copy[]): Html => html`<p>${String(details.deliveries ?? list.length)} conflicting deliveries; ${list.length} distinct bodies kept${Number(details.uncopied) > 0 ? html`, ${String(details.uncopied)} more not kept` : ''}.</p>
+    const count = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
+    const copyList = (list: Copy[]): Html => html`<p>${count(Number(details.deliveries ?? list.length), 'conflicting delivery', 'conflicting deliveries')}; ${count(list.length, 'distinct body', 'distinct bodies')} kept${Number(details.uncopied) > 0 ? html`, ${count(Number(details.uncopied), 'delivery', 'deliveries')} of other bodies not kept` : ''}.</p>
 <table><thead><tr><th>body sha256</th><th>size</th><th>from</th><th>excerpt</th></tr></thead><tbody>
 ${list.map(c => html`<tr><td><a href="/console/exceptions/${e.exception_id}?copy=${c.body_sha256}">${c.body_sha256.slice(0, 12)}…</a></td><td>${c.payload_erased === true ? 'erased' : `${String(c.bytes ?? 0)} bytes`}</td><td>${c.delivery?.client_ip ?? ''}</td><td><code>${c.excerpt ?? ''}</code></td></tr>`)}
 </tbody></table>`
