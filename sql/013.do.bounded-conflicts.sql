@@ -5,7 +5,7 @@
 --    (Twilio) or under another delivery id (GitHub) raised thousands. Now the run's one open
 --    payload-conflict exception counts the conflicting deliveries and keeps a copy of each distinct
 --    conflicting body (by its hash) up to a small number; beyond that they are counted, never stored.
---    details: { deliveries, copies: [{ body_sha256, payload, delivery, deliveries }], uncopied }.
+--    details: { deliveries, copies: [{ body_sha256, payload, excerpt, delivery, deliveries }], uncopied }.
 -- 2. ops.run_keys.erased: a key whose run's payload was erased. A later delivery of it (a redelivery,
 --    or a conflicting body) is recorded as a delivery, its body never kept again.
 
@@ -14,7 +14,8 @@ COMMENT ON COLUMN ops.run_keys.erased IS 'The payload of its run was erased: no 
 
 -- Exceptions written before this migration, in the new form.
 UPDATE ops.exceptions
-SET details = jsonb_build_object('deliveries', 1, 'uncopied', 0, 'copies', jsonb_build_array(details || '{"deliveries": 1}'::jsonb))
+SET details = jsonb_build_object('deliveries', 1, 'uncopied', 0, 'copies', jsonb_build_array(details || jsonb_build_object('deliveries', 1)
+  || CASE WHEN details ? 'payload' THEN jsonb_build_object('excerpt', left((details->'payload')::text, 2000)) ELSE '{}' END))
 WHERE reason = 'payload_conflict' AND NOT details ? 'copies';
 
 -- Several open conflicts of one run: the oldest counts the others, which are closed into it.

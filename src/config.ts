@@ -5,6 +5,7 @@ import { Ajv } from 'ajv'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
 import { BootError } from './errors.js'
+import { DEFAULT_CLOCK_SKEW_LIMIT_MS } from './retention.js'
 
 /**
  * The names of providers and destinations: they become URL paths (/webhooks/<name>), metric labels
@@ -69,7 +70,7 @@ export const ENV_SCHEMA = Type.Object({
   RETENTION_REVIEW_DAYS: Int({ minimum: 1, maximum: 3650, default: 30, description: 'failed runs are kept this long after they failed, runs with an exception this long after it closed (an open one: for ever)' }),
   RETENTION_REFUSALS_DAYS: Int({ minimum: 1, maximum: 3650, default: 7, description: 'deliveries that made no run (refusals, handshakes) are dropped after this many days' }),
   DEDUP_DAYS: Int({ minimum: 1, maximum: 3650, default: 30, description: 'an idempotency key is remembered this long, run or no run: a later delivery of it is new (at least RETENTION_DAYS)' }),
-  CLOCK_SKEW_LIMIT_MS: Int({ minimum: 1000, default: 60000, description: "a replica whose clock differs from the database's by more than this skips its retention passes and says so (log, metric)" }),
+  CLOCK_SKEW_LIMIT_MS: Int({ minimum: 1000, default: DEFAULT_CLOCK_SKEW_LIMIT_MS, description: "a replica whose clock differs from the database's by more than this skips its retention passes and says so (log, metric)" }),
   RETENTION_INTERVAL_MS: Int({ minimum: 1000, default: 3600000, description: 'how often a replica runs retention and creates partitions ahead (one replica at a time)' }),
   ADMIN_TOKEN: Type.Optional(Str({ minLength: 16, description: 'bearer token of the admin API and the console\'s sign-in (16+ characters); unset: neither (in development one is generated)' })),
   PROVIDERS_DIR: Type.Optional(Str({ minLength: 1, description: 'a folder of drop-in provider files, loaded at boot' }))

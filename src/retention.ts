@@ -36,6 +36,8 @@ export interface MaintenanceReport {
    * Past the bound (CLOCK_SKEW_LIMIT_MS) the pass is skipped: retention decides by the database's clock.
    */
   clockSkewMs: number
+  /** Skipped because of that difference. */
+  clockSkewed: boolean
 }
 
 export interface PassOptions {
@@ -47,6 +49,7 @@ export interface PassOptions {
   maxSkewMs?: number
 }
 
+/** CLOCK_SKEW_LIMIT_MS's default (src/config.ts). */
 export const DEFAULT_CLOCK_SKEW_LIMIT_MS = 60_000
 
 /** Days of partitions kept ready ahead of today. */
@@ -100,7 +103,7 @@ const COLUMNS = 'run_id, provider, idempotency_key, event_type, status, payload,
  * `maxSkewMs` does nothing but report it (skipped, clockSkewMs).
  */
 export async function maintain (pool: pg.Pool, settings: RetentionSettings, options: PassOptions = {}): Promise<MaintenanceReport> {
-  const report: MaintenanceReport = { skipped: false, created: 0, dropped: [], held: 0, released: 0, keysPruned: 0, clockSkewMs: 0 }
+  const report: MaintenanceReport = { skipped: false, created: 0, dropped: [], held: 0, released: 0, keysPruned: 0, clockSkewMs: 0, clockSkewed: false }
   const replicaNow = options.replicaNow ?? Date.now
   const client = await pool.connect()
   // A connection lost mid-pass (the server restarts) fails the pass's next statement, not the process.
@@ -111,7 +114,7 @@ export async function maintain (pool: pg.Pool, settings: RetentionSettings, opti
     const before = replicaNow()
     const { rows: [clock] } = await client.query<{ now: Date }>('SELECT now()')
     report.clockSkewMs = Math.round((before + replicaNow()) / 2 - clock.now.getTime())
-    if (Math.abs(report.clockSkewMs) > (options.maxSkewMs ?? DEFAULT_CLOCK_SKEW_LIMIT_MS)) return { ...report, skipped: true }
+    if (Math.abs(report.clockSkewMs) > (options.maxSkewMs ?? DEFAULT_CLOCK_SKEW_LIMIT_MS)) return { ...report, skipped: true, clockSkewed: true }
     const now = options.at ?? clock.now
     const { rows: [lock] } = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock($1) AS taken', [MAINTENANCE_LOCK])
     if (!lock.taken) return { ...report, skipped: true }

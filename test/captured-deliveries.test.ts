@@ -4,7 +4,7 @@ import twilio from 'twilio'
 import { sign as signGithub } from '@octokit/webhooks-methods'
 import { build } from './helper.js'
 import { TWILIO_PUBLIC_BASE_URL } from './senders.js'
-import { MAX_CONFLICT_COPIES } from '../src/plugins/ingest.js'
+import { CONFLICT_EXCERPT_CHARS, MAX_CONFLICT_COPIES } from '../src/plugins/ingest.js'
 
 // Issue 28: what one captured, genuinely signed delivery can be made into. Signatures come from the
 // providers' own libraries (twilio, @octokit/webhooks-methods); Shopify has none in Node, its HMAC is
@@ -142,10 +142,11 @@ tap.test('GitHub: one body re-sent under another delivery id raises one exceptio
   const runId = target.json().run_id as string
   const detail = await app.inject({ url: `/admin/runs/${runId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   t.equal(detail.statusCode, 200)
-  const copies = detail.json().exceptions[0].details.copies as Array<{ body_sha256: string, bytes: number, excerpt: string, payload?: unknown }>
+  const copies = detail.json().exceptions[0].details.copies as Array<{ body_sha256: string, deliveries: number, excerpt: string, delivery: { body_bytes: number }, payload?: unknown }>
   t.equal(copies.length, MAX_CONFLICT_COPIES)
   t.notOk(copies.some(c => 'payload' in c), 'the admin API lists copies as excerpts')
-  t.ok(copies.every(c => c.excerpt.length <= 2000 && c.bytes > 300_000), 'each with its size')
+  t.ok(copies.every(c => c.excerpt.length === CONFLICT_EXCERPT_CHARS && c.delivery.body_bytes > 300_000), 'each with its size')
+  t.same(copies.map(c => c.deliveries), [100, 1, 1], 'and how many deliveries brought it')
   t.ok(detail.body.length < 500_000, `the run's answer is bounded: ${detail.body.length} bytes (a payload and three excerpts)`)
   t.equal(detail.json().events.length, 111, 'its history')
   const whole = await app.inject({ url: `/admin/exceptions/${String(exceptions[0].exception_id)}/copies/${copies[0].body_sha256}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })

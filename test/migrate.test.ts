@@ -33,3 +33,25 @@ t.test('run ids are ordered by time: UUID version 7 with the creation millisecon
   t.same([...ids].sort(), ids, 'later runs sort after earlier ones')
   t.equal(new Set(ids).size, 3)
 })
+
+t.test('migration 013: conflicts of before in the new form, several open ones of a run folded into one', async t => {
+  const databaseUrl = await freshDatabase(t)
+  await migrate(databaseUrl, '012')
+  await withClient(databaseUrl, async client => {
+    const { rows: [run] } = await client.query(`INSERT INTO ops.runs (provider, idempotency_key, payload, body_sha256)
+      VALUES ('stripe', 'evt_old', '{"a": 1}', '\\x00') RETURNING run_id`)
+    for (const [n, status] of [[2, 'open'], [3, 'open'], [4, 'resolved']] as const) {
+      await client.query(`INSERT INTO ops.exceptions (run_id, reason, details, status, created_at)
+        VALUES ($1, 'payload_conflict', jsonb_build_object('body_sha256', $2::text, 'payload', jsonb_build_object('a', $3::int), 'delivery', '{}'::jsonb), $4, now() + make_interval(secs => $3))`,
+      [run.run_id, String(n).repeat(64), n, status])
+    }
+    await migrate(databaseUrl)
+    const { rows } = await client.query('SELECT status, closed_by, details FROM ops.exceptions ORDER BY created_at')
+    t.same(rows.map(r => r.status), ['open', 'dismissed', 'resolved'], 'the oldest open one stays open, the other is folded into it')
+    t.equal(rows[0].details.deliveries, 2, 'counting both')
+    t.same(rows[0].details.copies, [{ body_sha256: '2'.repeat(64), payload: { a: 2 }, delivery: {}, deliveries: 1, excerpt: '{"a": 2}' }], 'its copy in the new form')
+    t.equal(rows[1].closed_by, 'hookgate:migration-013')
+    const second = await client.query('INSERT INTO ops.exceptions (run_id, reason) VALUES ($1, \'payload_conflict\')', [run.run_id]).then(() => 'inserted', (err: Error) => err.message)
+    t.match(second, /exceptions_one_open_conflict_idx/, 'a second open conflict of the run is refused')
+  })
+})

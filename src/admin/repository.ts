@@ -137,7 +137,7 @@ WITH page AS (
 ), exceptions AS (
   UPDATE ops.exceptions e SET details = CASE
     WHEN jsonb_typeof(e.details->'copies') = 'array' THEN jsonb_set(e.details, '{copies}', (
-      SELECT coalesce(jsonb_agg((c - 'payload') || '{"payload_erased": true}'::jsonb ORDER BY n), '[]')
+      SELECT coalesce(jsonb_agg((c - 'payload' - 'excerpt') || '{"payload_erased": true}'::jsonb ORDER BY n), '[]')
       FROM jsonb_array_elements(e.details->'copies') WITH ORDINALITY AS x (c, n)))
     ELSE (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(e.details) AS d (k, v) WHERE k IN ('destination', 'status'))
       || '{"details_erased": true}'::jsonb END
@@ -165,18 +165,14 @@ WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR status = $2) 
 ORDER BY received_at DESC, run_id DESC
 LIMIT $7`
 
-/** Characters of a conflicting copy shown in a list or a run page; the whole copy has its own call. */
-export const EXCERPT_CHARS = 2000
-
-// An exception as lists and run pages show it: a payload conflict's copies as their hash, size and an
-// excerpt (each copy whole from exceptionCopy), so a page never carries the payloads themselves.
+// An exception as lists and run pages show it: a payload conflict's copies without their payloads
+// (each keeps its hash, its deliveries, the first one's facts with body_bytes, and the excerpt stored
+// with it: nothing is serialised here); each copy whole from exceptionCopy.
 const EXCEPTIONS = `
 SELECT e.exception_id, e.run_id, r.provider, r.event_type, e.reason, e.status, e.created_at,
        e.closed_at, e.closed_by, e.resolution, e.note,
        CASE WHEN jsonb_typeof(e.details->'copies') = 'array' THEN jsonb_set(e.details, '{copies}', (
-         SELECT coalesce(jsonb_agg((c - 'payload') || CASE WHEN c ? 'payload' THEN jsonb_build_object(
-           'bytes', octet_length((c->'payload')::text), 'excerpt', left((c->'payload')::text, ${EXCERPT_CHARS})) ELSE '{}' END ORDER BY n), '[]')
-         FROM jsonb_array_elements(e.details->'copies') WITH ORDINALITY AS x (c, n)))
+         SELECT coalesce(jsonb_agg(c - 'payload' ORDER BY n), '[]') FROM jsonb_array_elements(e.details->'copies') WITH ORDINALITY AS x (c, n)))
        ELSE e.details END AS details
 FROM ops.exceptions e JOIN ops.runs r USING (run_id)`
 

@@ -69,7 +69,7 @@ export const RunDetail = Type.Object({
   headers: Type.Unknown(),
   events: Type.Array(RunEvent, { description: 'the first 100 and the latest 400 events of its history, in order' }),
   events_total: Type.Integer({ description: 'how many events its history holds' }),
-  exceptions: Type.Array(Exception, { description: "a payload conflict's copies as body_sha256, bytes and excerpt: each whole from /exceptions/{id}/copies/{sha256}" })
+  exceptions: Type.Array(Exception, { description: "a payload conflict's copies without their payloads (body_sha256, deliveries, the first delivery's facts, excerpt): each whole from /exceptions/{id}/copies/{sha256}" })
 })
 export const CopyParams = Type.Object({ exceptionId: Type.String({ format: 'uuid' }), sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) })
 export const ConflictCopy = Type.Object({ body_sha256: Type.String(), payload: Type.Optional(Type.Unknown()), delivery: Type.Optional(Type.Unknown()), payload_erased: Type.Optional(Type.Boolean()) })

@@ -208,11 +208,11 @@ ${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.ma
 
   interface ExceptionRow { exception_id: string, reason: string, status: string, details: unknown, created_at: string, closed_at: string | null, closed_by: string | null, resolution: string | null, note: string | null }
 
-  interface Copy { body_sha256: string, bytes?: number, excerpt?: string, payload_erased?: boolean, delivery?: { client_ip?: string, request_id?: string } }
+  interface Copy { body_sha256: string, deliveries?: number, excerpt?: string, payload_erased?: boolean, delivery?: { client_ip?: string, request_id?: string, body_bytes?: number } }
 
   /**
    * One exception and its decision forms. A payload conflict: how many deliveries conflicted, each kept
-   * copy as its hash, size and excerpt, and `compare` (the exception's own page) one copy side by side
+   * copy as its hash, deliveries, size and excerpt, and `compare` (the exception's own page) one copy side by side
    * with the stored payload, the differing lines marked: a page holds one conflicting copy at most.
    */
   function exceptionBlock (reply: FastifyReply, e: ExceptionRow, compare?: { stored: string, copy: Copy, whole: string }): Html {
@@ -224,8 +224,8 @@ ${run.exceptions.length === 0 ? '' : html`<h2>Exceptions</h2>${run.exceptions.ma
     }
     const count = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
     const copyList = (list: Copy[]): Html => html`<p>${count(Number(details.deliveries ?? list.length), 'conflicting delivery', 'conflicting deliveries')}; ${count(list.length, 'distinct body', 'distinct bodies')} kept${Number(details.uncopied) > 0 ? html`, ${count(Number(details.uncopied), 'delivery', 'deliveries')} of other bodies not kept` : ''}.</p>
-<table><thead><tr><th>body sha256</th><th>size</th><th>from</th><th>excerpt</th></tr></thead><tbody>
-${list.map(c => html`<tr><td><a href="/console/exceptions/${e.exception_id}?copy=${c.body_sha256}">${c.body_sha256.slice(0, 12)}…</a></td><td>${c.payload_erased === true ? 'erased' : `${String(c.bytes ?? 0)} bytes`}</td><td>${c.delivery?.client_ip ?? ''}</td><td><code>${c.excerpt ?? ''}</code></td></tr>`)}
+<table><thead><tr><th>body sha256</th><th>deliveries</th><th>size</th><th>first from</th><th>excerpt</th></tr></thead><tbody>
+${list.map(c => html`<tr><td><a href="/console/exceptions/${e.exception_id}?copy=${c.body_sha256}">${c.body_sha256.slice(0, 12)}…</a></td><td>${String(c.deliveries ?? 1)}</td><td>${c.payload_erased === true ? 'erased' : `${String(c.delivery?.body_bytes ?? '?')} bytes`}</td><td>${c.delivery?.client_ip ?? ''}</td><td><code>${c.excerpt ?? ''}</code></td></tr>`)}
 </tbody></table>`
     return html`<section><h3>${e.reason} · <span class="status-${e.status}">${e.status}</span> · ${when(e.created_at)}</h3>
 ${copies === undefined

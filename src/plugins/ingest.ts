@@ -81,6 +81,8 @@ declare module 'fastify' {
  * conflicting deliveries past it are counted in the exception, never stored.
  */
 export const MAX_CONFLICT_COPIES = 3
+/** Characters of a kept conflicting copy stored beside it as its excerpt: what lists and run pages show. */
+export const CONFLICT_EXCERPT_CHARS = 2000
 
 export const INGEST = `
 WITH input AS (
@@ -143,7 +145,8 @@ WITH input AS (
 ), raised AS (
   INSERT INTO ops.exceptions AS e (run_id, reason, details)
   SELECT run_id, 'payload_conflict', ops.conflict_details('{}', jsonb_build_object('copies', jsonb_agg(jsonb_build_object(
-      'body_sha256', encode(body_sha256, 'hex'), 'delivery', delivery, 'payload', CASE WHEN first_body AND NOT erased THEN payload END) ORDER BY ord)), ${MAX_CONFLICT_COPIES})
+      'body_sha256', encode(body_sha256, 'hex'), 'delivery', delivery, 'payload', CASE WHEN first_body AND NOT erased THEN payload END,
+      'excerpt', CASE WHEN first_body AND NOT erased THEN left(payload::text, ${CONFLICT_EXCERPT_CHARS}) END) ORDER BY ord)), ${MAX_CONFLICT_COPIES})
   FROM run WHERE conflict AND NOT replayed AND tier <> 'audit' GROUP BY run_id
   ON CONFLICT (run_id) WHERE reason = 'payload_conflict' AND status = 'open' DO UPDATE
   SET details = ops.conflict_details(e.details, EXCLUDED.details, ${MAX_CONFLICT_COPIES})

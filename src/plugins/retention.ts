@@ -5,8 +5,9 @@ import { ensurePartitions, maintain } from '../retention.js'
 /**
  * Retention on a timer (src/retention.ts): every replica tries every RETENTION_INTERVAL_MS, one does
  * the pass, by the database's clock; a replica whose clock is off by more than CLOCK_SKEW_LIMIT_MS
- * skips it, logs an error and shows the skew (hookgate_clock_skew_seconds). At boot today's partitions and the week ahead are made before the first delivery; the
- * first full pass follows in the background, so a long drop never delays readiness.
+ * skips it, logs an error and shows the skew (hookgate_clock_skew_seconds). At boot today's
+ * partitions and the days ahead are made before the first delivery; the first full pass follows in
+ * the background, so a long drop never delays readiness.
  */
 export default fp(async function retention (fastify) {
   const settings = fastify.config.retention
@@ -33,7 +34,7 @@ export default fp(async function retention (fastify) {
     running = maintain(fastify.pg.pool, settings, { maxSkewMs: settings.maxClockSkewMs })
       .then(report => {
         skew.set(report.clockSkewMs / 1000)
-        if (Math.abs(report.clockSkewMs) > settings.maxClockSkewMs) {
+        if (report.clockSkewed) {
           fastify.log.error({ clock_skew_ms: report.clockSkewMs, limit_ms: settings.maxClockSkewMs }, "retention pass skipped: this replica's clock differs from the database's")
           return
         }
